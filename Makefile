@@ -1,0 +1,33 @@
+# The two quick-start commands (README): `make run` and `make test`. Both set up .venv first.
+PYTHON ?= python3
+VENV := .venv
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml envs/constraints.txt | cksum | cut -d' ' -f1)
+CORES ?= 2
+
+.PHONY: setup run report test lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml envs/constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -c envs/constraints.txt -e '.[test]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+# Run the embedded default end to end, then render the HTML report.
+run: setup
+	$(VENV)/bin/snakemake --cores $(CORES)
+	$(VENV)/bin/snakemake --report results/report.html
+	@echo "Report: results/report.html"
+
+# The test suite (unit tests, workflow tests on the smoke config, lint).
+test: setup
+	$(VENV)/bin/python -m pytest -ra
+
+lint: setup
+	$(VENV)/bin/snakemake --lint
+	$(VENV)/bin/snakefmt --check Snakefile workflow/rules
+
+clean:
+	rm -rf results/* .snakemake

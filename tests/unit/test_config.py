@@ -1,0 +1,83 @@
+"""Config validation: defaults, clear errors with the key path, documentation of every key."""
+
+import copy
+from pathlib import Path
+import re
+
+import pytest
+import yaml
+
+from fmrirecon.config import config_hash, load_schema, validate_config
+from fmrirecon.errors import InputError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _default():
+    with open(REPO / "config" / "config.yaml") as fh:
+        return yaml.safe_load(fh)
+
+
+def test_default_and_smoke_configs_validate():
+    cfg = validate_config(_default())
+    assert cfg["datasets"][0]["roi_source"] == "metadata"  # filled from the schema
+    with open(REPO / "config" / "smoke.yaml") as fh:
+        validate_config(yaml.safe_load(fh))
+
+
+def test_empty_config_gets_every_default():
+    cfg = validate_config({})
+    assert cfg["seed"] == 0 and cfg["simulation"]["test_repeats"] == 35
+    assert cfg["datasets"][0]["format"] == "simulated"
+
+
+@pytest.mark.parametrize(
+    "mutate, expected",
+    [
+        (lambda c: c.update(sed=1), r"config error at <top level>: unknown key 'sed'"),
+        (lambda c: c["datasets"][0].update(formt="x"), r"datasets\[0\]: unknown key 'formt'"),
+        (lambda c: c["datasets"][0].update(format="nsd"), r"datasets\[0\]\.format: 'nsd' is not one of"),
+        (lambda c: c.update(seed="zero"), r"seed: expected integer"),
+        (lambda c: c["simulation"].update(test_repeats=0), r"simulation\.test_repeats"),
+        (lambda c: c["simulation"]["voxels"].pop("V1"), r"simulation\.voxels: 'V1' is a required"),
+        (lambda c: c["datasets"][0].update(subjects=["9"]), r"simulated subject\(s\) \['9'\]"),
+        (lambda c: c["datasets"].append(dict(c["datasets"][0])), r"duplicate dataset name"),
+        (
+            lambda c: c["datasets"].append({"name": "god", "format": "god_bdata", "subjects": ["1"], "rois": ["VC"]}),
+            r"datasets\[1\]\.path: format god_bdata needs",
+        ),
+    ],
+)
+def test_config_errors_name_the_key(mutate, expected):
+    cfg = copy.deepcopy(_default())
+    mutate(cfg)
+    with pytest.raises(InputError, match=expected) as info:
+        validate_config(cfg)
+    assert "\n" not in str(info.value)
+
+
+def _walk(schema, path=""):
+    for key, sub in schema.get("properties", {}).items():
+        yield f"{path}{key}", key, sub
+        yield from _walk(sub, f"{path}{key}.")
+        if "items" in sub:
+            yield from _walk(sub["items"], f"{path}{key}[].")
+        if isinstance(sub.get("additionalProperties"), dict):
+            yield from _walk(sub["additionalProperties"], f"{path}{key}.*.")
+
+
+def test_every_schema_key_has_description_and_is_documented():
+    schema = load_schema()
+    readme = (REPO / "config" / "README.md").read_text()
+    documented = set(re.findall(r"`([A-Za-z0-9_]+)`", readme))
+    for path, key, sub in _walk(schema):
+        assert sub.get("description"), f"schema key {path} has no description"
+        assert key in documented, f"config/README.md does not document `{key}` ({path})"
+    top_defaults = {k for k, v in schema["properties"].items() if "default" in v}
+    assert top_defaults == set(schema["properties"]), "every top-level key needs a default"
+
+
+def test_config_hash_is_stable_and_sensitive():
+    a = config_hash({"x": 1, "y": [1, 2]})
+    assert a == config_hash({"y": [1, 2], "x": 1})
+    assert a != config_hash({"x": 2, "y": [1, 2]})

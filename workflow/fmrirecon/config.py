@@ -1,0 +1,114 @@
+"""Configuration: schema validation with defaults, clear one-line errors, and a stable hash.
+
+``validate_config`` is the first thing the Snakefile runs. It fills every default from
+``workflow/schemas/config.schema.yaml`` and fails on an unknown key or a wrong type with the key's
+path, e.g. ``config error at datasets[0]: unknown key 'formt' (allowed: format, name, ...)``.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from .errors import InputError
+
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
+
+
+def _validator_with_defaults():
+    base = jsonschema.Draft202012Validator
+    validate_properties = base.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, sub in properties.items():
+                if "default" in sub:
+                    instance.setdefault(name, copy.deepcopy(sub["default"]))
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(base, {"properties": set_defaults})
+
+
+def _format_path(parts) -> str:
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "<top level>"
+
+
+def _explain(error: jsonschema.ValidationError) -> str:
+    where = _format_path(error.absolute_path)
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed))
+        hint = f" (allowed: {', '.join(allowed)})" if allowed else ""
+        return f"config error at {where}: unknown key {', '.join(map(repr, extra))}{hint}"
+    if error.validator == "enum":
+        return f"config error at {where}: {error.instance!r} is not one of {error.validator_value}"
+    if error.validator == "type":
+        return (
+            f"config error at {where}: expected {error.validator_value}, "
+            f"got {type(error.instance).__name__} {error.instance!r}"
+        )
+    if error.validator == "required":
+        return f"config error at {where}: {error.message}"
+    return f"config error at {where}: {error.message}"
+
+
+def load_schema(path: Path = SCHEMA_PATH) -> dict:
+    with open(path) as fh:
+        return yaml.safe_load(fh)
+
+
+def validate_config(config: dict, schema: dict | None = None) -> dict:
+    """Fill defaults in place, validate, check cross-references; return the config.
+
+    Raises:
+        InputError: one line naming the offending key path.
+    """
+    schema = load_schema() if schema is None else schema
+    validator = _validator_with_defaults()(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), e.path))
+    if errors:
+        raise InputError(_explain(jsonschema.exceptions.best_match(errors)))
+    _check_cross_references(config)
+    return config
+
+
+def _check_cross_references(config: dict) -> None:
+    names = [d["name"] for d in config["datasets"]]
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise InputError(f"config error at datasets: duplicate dataset name(s) {duplicated}")
+    sim_subjects = set(config["simulation"].get("subjects", {}))
+    for i, ds in enumerate(config["datasets"]):
+        if ds["format"] == "simulated":
+            missing = [s for s in ds["subjects"] if s not in sim_subjects]
+            if missing:
+                raise InputError(
+                    f"config error at datasets[{i}].subjects: simulated subject(s) {missing} "
+                    f"have no entry in simulation.subjects (defined: {sorted(sim_subjects)})"
+                )
+        elif not ds.get("path"):
+            raise InputError(
+                f"config error at datasets[{i}].path: format {ds['format']} needs the folder of the "
+                "real dataset (e.g. resources/god)"
+            )
+
+
+def config_hash(*parts) -> str:
+    """A short stable hash of JSON-serialisable config parts (for provenance attributes)."""
+    blob = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def dataset_entry(config: dict, name: str) -> dict:
+    for ds in config["datasets"]:
+        if ds["name"] == name:
+            return ds
+    raise InputError(f"config error: no dataset named {name!r} in datasets")

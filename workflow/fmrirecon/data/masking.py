@@ -1,0 +1,182 @@
+"""ROI masking and normalisation: a ``SubjectRecording`` → one prepared file per ROI.
+
+ROIs come from the file's own ``ROI_<name>`` columns (GOD ships V1…PPA, LVC, HVC, VC), from
+unions defined in the config (``rois:``), or, for volumetric sources, from a NIfTI label volume
+applied with nilearn at the voxel coordinates.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from .prepared import PreparedSubject
+from .readers.base import IMAGERY, TEST, TRAIN, SubjectRecording
+
+log = logging.getLogger(__name__)
+
+ATOMIC_ROIS = ("V1", "V2", "V3", "V4", "LOC", "FFA", "PPA")
+
+
+def resolve_roi(recording: SubjectRecording, roi: str, composites: dict[str, list[str]]) -> np.ndarray:
+    """Boolean voxel mask (V,) of ``roi``: the file's own column first, else a config union."""
+    src = recording.source
+    if roi in recording.rois:
+        mask = np.asarray(recording.rois[roi], bool)
+    elif roi in composites:
+        missing = [p for p in composites[roi] if p not in recording.rois]
+        if missing:
+            raise InputError(
+                f"{src}: ROI {roi} = union of {composites[roi]} but ROI column(s) {missing} are "
+                f"missing (available: {sorted(recording.rois)})"
+            )
+        mask = np.logical_or.reduce([np.asarray(recording.rois[p], bool) for p in composites[roi]])
+    else:
+        raise InputError(
+            f"{src}: ROI {roi!r} not found: no ROI_{roi} column (available: {sorted(recording.rois)}) "
+            f"and no union named {roi!r} in config rois (defined: {sorted(composites)})"
+        )
+    if mask.shape != (recording.n_voxels,):
+        raise InputError(f"{src}: ROI {roi} mask has shape {mask.shape}, expected ({recording.n_voxels},)")
+    if not mask.any():
+        raise InputError(f"{src}: ROI {roi} is empty (0 voxels selected)")
+    return mask
+
+
+def rois_from_nifti(label_volume: Path, labels_tsv: Path, voxel_xyz: np.ndarray) -> dict[str, np.ndarray]:
+    """ROI flags (V,) per label name, from a NIfTI label volume at the voxels' mm coordinates.
+
+    The volume is loaded with nilearn; each voxel's world coordinate is mapped to a volume index
+    with the inverse affine (``nilearn.image.coord_transform``).
+    """
+    from nilearn import image
+
+    for p in (label_volume, labels_tsv):
+        if not Path(p).exists():
+            raise InputError(f"{p}: ROI label file not found")
+    try:
+        img = image.load_img(str(label_volume))
+    except Exception as exc:  # nibabel raises several types for corrupt files
+        raise InputError(f"{label_volume}: cannot read NIfTI label volume ({exc})") from exc
+    if not np.isfinite(voxel_xyz).all():
+        raise InputError(f"{label_volume}: voxel coordinates are missing, cannot apply a NIfTI mask")
+    data = np.asarray(img.get_fdata(), dtype=np.int64)
+    inv = np.linalg.inv(img.affine)
+    i, j, k = image.coord_transform(voxel_xyz[:, 0], voxel_xyz[:, 1], voxel_xyz[:, 2], inv)
+    ijk = np.rint(np.stack([i, j, k], 1)).astype(int)
+    inside = np.all((ijk >= 0) & (ijk < np.array(data.shape[:3])), axis=1)
+    labels = np.zeros(len(ijk), np.int64)
+    labels[inside] = data[tuple(ijk[inside].T)]
+    rows = [ln.split("\t") for ln in Path(labels_tsv).read_text().splitlines()[1:] if ln.strip()]
+    return {name.strip(): labels == int(idx) for idx, name in rows}
+
+
+def normalise(fmri: np.ndarray, run: np.ndarray, train: np.ndarray, mode: str) -> np.ndarray:
+    """Normalise samples × voxels.
+
+    ``run``: z-score each voxel within each run (each run's own statistics; no labels involved).
+    ``train``: z-score with the per-voxel mean and sd (ddof=1) of the ``train`` rows only.
+    ``none``: return a float32 copy.
+    """
+    x = fmri.astype(np.float64, copy=True)
+    if mode == "run":
+        for r in np.unique(run):
+            idx = run == r
+            sd = x[idx].std(0)
+            x[idx] = (x[idx] - x[idx].mean(0)) / np.where(sd > 0, sd, 1.0)
+    elif mode == "train":
+        mu, sd = x[train].mean(0), x[train].std(0, ddof=1)
+        x = (x - mu) / np.where(sd > 0, sd, 1.0)
+    elif mode != "none":
+        raise InputError(f"normalization {mode!r} is not one of run, train, none")
+    return x.astype(np.float32)
+
+
+def _average(fmri: np.ndarray, image_index: np.ndarray):
+    ids = np.unique(image_index)
+    avg = np.stack([fmri[image_index == i].mean(0) for i in ids]).astype(np.float32)
+    return avg, ids
+
+
+def prepare_subject(
+    recording: SubjectRecording,
+    roi: str,
+    composites: dict[str, list[str]],
+    normalization: str,
+    n_test_images: int,
+    roi_flags: dict[str, np.ndarray] | None = None,
+) -> PreparedSubject:
+    """Select the ROI's voxels, check them, normalise, and split into train / test / imagery.
+
+    ``roi_flags`` replaces the recording's own ROI columns (e.g. flags from a NIfTI volume).
+    """
+    src = recording.source
+    if roi_flags is not None:
+        recording.rois = roi_flags
+    mask = resolve_roi(recording, roi, composites)
+    x = recording.fmri[:, mask]
+    bad = ~np.isfinite(x)
+    if bad.any():
+        rows, cols = np.nonzero(bad)
+        raise InputError(
+            f"{src}: {int(bad.sum())} NaN/Inf values in {len(np.unique(cols))} of the {x.shape[1]} "
+            f"voxels of ROI {roi} (first at sample {rows[0]}, ROI voxel {cols[0]}); expected finite values"
+        )
+    dt, run, idx = recording.datatype, recording.run, recording.image_index
+    train, test, imag = dt == TRAIN, dt == TEST, dt == IMAGERY
+    if not train.any() or not test.any():
+        raise InputError(
+            f"{src}: expected training (DataType 1) and test (DataType 2) samples, "
+            f"found {int(train.sum())} and {int(test.sum())}"
+        )
+    if (idx[train | test] < 0).any():
+        raise InputError(f"{src}: {int((idx[train | test] < 0).sum())} samples have no image index")
+    missing = sorted(set(range(n_test_images)) - set(idx[test].tolist()))
+    if missing:
+        raise InputError(
+            f"{src}: {len(missing)} of the {n_test_images} test images have no test trials "
+            f"(first: test image row {missing[0]}); trial and image counts disagree"
+        )
+    raw_train = x[train].astype(np.float64)
+    mode = "none" if recording.prenormalized else normalization
+    if recording.prenormalized and normalization != "none":
+        log.info("%s is already normalised by its provider; normalization=%s not applied", src, normalization)
+    z = normalise(x, run, train, mode)
+
+    groups: dict[str, dict[str, np.ndarray]] = {
+        "train": {"fmri": z[train], "image_index": idx[train].astype(np.int64), "run": run[train]},
+    }
+    for name, sel in (("test", test), ("imagery", imag)):
+        if sel.any():
+            avg, ids = _average(z[sel], idx[sel])
+            groups[name] = {
+                "fmri": avg, "image_index": ids.astype(np.int64), "fmri_trials": z[sel],
+                "trial_image_index": idx[sel].astype(np.int64), "trial_run": run[sel],
+            }  # fmt: skip
+    if recording.unlabeled is not None:
+        u = recording.unlabeled[:, mask]
+        if not np.isfinite(u).all():
+            raise InputError(f"{src}: NaN/Inf values in the unlabeled fMRI of ROI {roi}")
+        u_mode = "none" if recording.prenormalized else normalization
+        if u_mode == "train":
+            u = (u - raw_train.mean(0)) / np.where(raw_train.std(0, ddof=1) > 0, raw_train.std(0, ddof=1), 1)
+        elif u_mode == "run":
+            u_run = recording.unlabeled_run
+            u_run = np.zeros(len(u), int) if u_run is None else u_run
+            u = normalise(u, u_run, np.ones(len(u), bool), "run")
+        groups["unlabeled"] = {"fmri": np.asarray(u, np.float32)}
+    atomic = [r for r in ATOMIC_ROIS if r in recording.rois]
+    voxels = {
+        "xyz": recording.voxel_xyz[mask].astype(np.float64),
+        "roi_names": np.array(atomic, dtype="S"),
+        "roi_membership": np.array([np.asarray(recording.rois[r], bool)[mask] for r in atomic]).reshape(len(atomic), -1),
+    }  # fmt: skip
+    if recording.noise_ceiling is not None:
+        voxels["noise_ceiling"] = np.asarray(recording.noise_ceiling)[mask].astype(np.float64)
+    groups["voxels"] = voxels
+    groups["normalization"] = {"train_mean": raw_train.mean(0), "train_std": raw_train.std(0, ddof=1)}
+    attrs = {"roi": roi, "normalization": mode, "n_voxels": int(mask.sum())}
+    return PreparedSubject(groups, attrs)

