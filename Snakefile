@@ -9,7 +9,7 @@ min_version("9.0")
 sys.path.insert(0, os.path.join(workflow.basedir, "workflow"))  # the fmrirecon package
 
 
-configfile: "config/config.yaml"
+configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 
 from fmrirecon.config import validate_config  # noqa: E402
@@ -29,7 +29,7 @@ include: "workflow/rules/data.smk"
 
 
 rule all:
+    default_target: True
     input:
         get_all_targets(),
-    default_target: True
     localrule: True

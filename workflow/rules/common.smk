@@ -1,7 +1,6 @@
 # Helpers shared by the rules: wildcard constraints from the config, input functions, targets.
 from fmrirecon.config import config_hash, dataset_entry
 
-
 DATASETS = {d["name"]: d for d in config["datasets"]}
 SIMULATED = [n for n, d in DATASETS.items() if d["format"] == "simulated"]
 

@@ -4,20 +4,22 @@
 rule simulate_dataset:
     output:
         directory("results/{dataset}/raw"),
-    params:
-        simulation=config["simulation"],
-        seed=config["seed"],
-        subjects=get_dataset_subjects,
     log:
         "results/logs/simulate_dataset/{dataset}.log",
     benchmark:
         "results/benchmarks/simulate_dataset/{dataset}.tsv"
     wildcard_constraints:
         dataset=_alternatives(SIMULATED),
+    conda:
+        "../../envs/fmrirecon.yaml"
     threads: 2
     resources:
         mem_mb=get_mem_mb(4000),
         runtime=get_runtime(20),
+    params:
+        simulation=config["simulation"],
+        seed=config["seed"],
+        subjects=get_dataset_subjects,
     script:
         "../scripts/simulate_dataset.py"
 
@@ -27,16 +29,18 @@ rule prepare_images:
         get_image_inputs,
     output:
         "results/{dataset}/images.h5",
-    params:
-        source=get_image_source,
-        image_size=config["image_size"],
-        config_hash=get_data_hash,
     log:
         "results/logs/prepare_images/{dataset}.log",
+    conda:
+        "../../envs/fmrirecon.yaml"
     threads: 1
     resources:
         mem_mb=get_mem_mb(4000),
         runtime=get_runtime(30),
+    params:
+        source=get_image_source,
+        image_size=config["image_size"],
+        config_hash=get_data_hash,
     script:
         "../scripts/prepare_images.py"
 
@@ -46,19 +50,21 @@ rule mask_roi:
         unpack(get_mask_inputs),
     output:
         "results/{dataset}/sub-{subject}/roi-{roi}/data.h5",
+    log:
+        "results/logs/mask_roi/{dataset}/sub-{subject}_roi-{roi}.log",
+    benchmark:
+        "results/benchmarks/mask_roi/{dataset}/sub-{subject}_roi-{roi}.tsv"
+    conda:
+        "../../envs/fmrirecon.yaml"
+    threads: 1
+    resources:
+        mem_mb=get_mem_mb(4000),
+        runtime=get_runtime(20),
     params:
         source=get_subject_source,
         composites=config["rois"],
         normalization=get_normalization,
         roi_source=get_roi_source,
         config_hash=get_data_hash,
-    log:
-        "results/logs/mask_roi/{dataset}/sub-{subject}_roi-{roi}.log",
-    benchmark:
-        "results/benchmarks/mask_roi/{dataset}/sub-{subject}_roi-{roi}.tsv"
-    threads: 1
-    resources:
-        mem_mb=get_mem_mb(4000),
-        runtime=get_runtime(20),
     script:
         "../scripts/mask_roi.py"

@@ -126,13 +126,18 @@ def build_voxel_model(
     )
 
 
-def feature_maps(images: np.ndarray) -> torch.Tensor:
+def feature_maps(images: np.ndarray, chunk: int = 256) -> torch.Tensor:
     """Low-level feature maps of uint8 images (N, H, W, 3) → (N, 10, 32, 32), non-negative.
 
     Channels: luminance, local contrast, orientation energy at 0/45/90/135°, and the positive and
-    negative parts of the red–green and blue–yellow opponent signals.
+    negative parts of the red–green and blue–yellow opponent signals. Computed ``chunk`` images
+    at a time to bound memory.
     """
-    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
+    return torch.cat([_feature_maps(images[i : i + chunk]) for i in range(0, len(images), chunk)])
+
+
+def _feature_maps(images: np.ndarray) -> torch.Tensor:
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255.0
     lum = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1)
     blur = _gauss_blur(lum, 1.5)
     contrast = (lum - blur).abs()

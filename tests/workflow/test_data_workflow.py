@@ -1,0 +1,184 @@
+"""The data half of the DAG through Snakemake itself: smoke config, a GOD dataset written by
+bdpy (not by us), bad input and config errors, lint."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import bdpy
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from fmrirecon.data.prepared import read_images_file, read_subject_file
+
+REPO = Path(__file__).resolve().parents[2]
+SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+
+pytestmark = pytest.mark.workflow
+
+
+def snakemake(workdir: Path, *args: str, configfile: Path | None = None, check: bool = True):
+    cmd = [SNAKEMAKE, *args, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir), "--cores", "2"]
+    if configfile is not None:
+        cmd += ["--configfile", str(configfile)]  # last: --configfile takes several values
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    work = tmp_path_factory.mktemp("smoke")
+    snakemake(work, configfile=REPO / "config" / "smoke.yaml")
+    return work
+
+
+def test_smoke_dag_produces_every_prepared_file(smoke_run):
+    with open(REPO / "config" / "smoke.yaml") as fh:
+        cfg = yaml.safe_load(fh)
+    for ds in cfg["datasets"]:
+        images = read_images_file(smoke_run / "results" / ds["name"] / "images.h5")
+        assert images.train.images.dtype == np.uint8 and images.train.images.shape[1:] == (32, 32, 3)
+        assert images.train.foreground is not None  # simulated truth travels with the images
+        for s in ds["subjects"]:
+            for roi in ds["rois"]:
+                d = read_subject_file(smoke_run / "results" / ds["name"] / f"sub-{s}" / f"roi-{roi}" / "data.h5")
+                assert d["train/fmri"].shape[1] == d.attrs["n_voxels"] > 0
+                assert d.attrs["dataset"] == ds["name"] and d.attrs["roi"] == roi
+    # the reference reader opens the generated files
+    bd = bdpy.BData(str(smoke_run / "results" / "simgod" / "raw" / "Subject1.h5"))
+    assert bd.select("ROI_VC").shape[1] == 192
+    # every rule wrote its log
+    assert any((smoke_run / "results" / "logs" / "mask_roi").rglob("*.log"))
+
+
+def test_rerun_has_nothing_to_do_and_dry_run_shows_dag(smoke_run):
+    proc = snakemake(smoke_run, "-n", configfile=REPO / "config" / "smoke.yaml")
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_default_config_dry_run_lists_the_data_rules(tmp_path):
+    proc = snakemake(tmp_path, "-n", "--quiet", "rules")
+    out = proc.stdout + proc.stderr
+    for rule in ("simulate_dataset", "prepare_images", "mask_roi"):
+        assert rule in out
+
+
+def _write_god_like(root: Path, rng) -> None:
+    """A GOD SubjectN.h5 in the older column order (labels before voxels), written by bdpy,
+    with JPEG images of assorted sizes and the published image lists."""
+    n_cat, per_cat, n_test, reps, n_vox = 6, 3, 4, 3, 40
+    train_names, test_names = [], []
+    for c in range(n_cat):
+        for i in rng.choice(np.arange(10, 900), per_cat, replace=False):
+            train_names.append(f"n0{1000000 + c * 7:07d}_{i}")
+    train_names.sort(key=lambda n: (n.split("_")[0], n))
+    for c in range(n_test):
+        test_names.append(f"n0{3000000 + c * 11:07d}_{rng.integers(10, 900)}")
+    sid = lambda n: int(n[1:].split("_")[0]) + int(n.split("_")[1]) / 1e6  # noqa: E731
+    for fname, names in (("imageID_training.csv", train_names), ("imageID_test.csv", test_names)):
+        (root / fname).write_text("".join(f'{sid(n):.6f},"{n}.JPEG"\n' for n in names))
+    for folder, names in (("training", train_names), ("test", test_names)):
+        (root / "images" / folder).mkdir(parents=True)
+        for n in names:
+            w, h = rng.integers(40, 90, 2)
+            arr = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+            Image.fromarray(arr).save(root / "images" / folder / f"{n}.JPEG", format="JPEG")
+    order = rng.permutation(len(train_names))
+    labels = np.r_[[sid(train_names[i]) for i in order], np.tile([sid(n) for n in test_names], reps)]
+    dtype = np.r_[np.ones(len(order)), np.full(n_test * reps, 2)]
+    run = np.r_[np.arange(len(order)) // 6 + 1, np.repeat(np.arange(reps), n_test) + 1]  # run numbers reused
+    bd = bdpy.BData()
+    bd.add(dtype[:, None], "DataType")
+    bd.add(run[:, None], "Run")
+    bd.add(labels[:, None], "stimulus_id")
+    bd.add(rng.normal(100, 10, (len(labels), n_vox)), "VoxelData")
+    roi = np.repeat(["V1", "V2", "V3", "V4", "LOC"], 8)
+    for name in ("V1", "V2", "V3", "V4", "LOC"):
+        bd.add_metadata(f"ROI_{name}", (roi == name).astype(float), f"1 = ROI {name}", where="VoxelData")
+    bd.add_metadata("ROI_LVC", np.isin(roi, ["V1", "V2", "V3"]).astype(float), "1 = ROI LVC", where="VoxelData")
+    bd.add_metadata("ROI_VC", np.ones(n_vox), "1 = ROI VC", where="VoxelData")
+    for axis in "xyz":
+        bd.add_metadata(f"voxel_{axis}", rng.normal(0, 20, n_vox), f"voxel {axis}", where="VoxelData")
+    bd.save(str(root / "Subject1.h5"))
+
+
+def _god_config(tmp_path: Path, root: Path, **extra) -> Path:
+    cfg = {
+        "image_size": 32,
+        "datasets": [{"name": "god", "format": "god_bdata", "path": str(root), "subjects": ["1"], "rois": ["VC", "LVC", "V1"], **extra}],
+    }  # fmt: skip
+    path = tmp_path / "god.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_god_files_written_by_bdpy_go_through_reader_and_mask_roi(tmp_path):
+    root = tmp_path / "god"
+    root.mkdir()
+    _write_god_like(root, np.random.default_rng(0))
+    work = tmp_path / "work"
+    snakemake(work, configfile=_god_config(tmp_path, root))
+    d = read_subject_file(work / "results/god/sub-1/roi-LVC/data.h5")
+    assert d["train/fmri"].shape == (18, 24) and d["test/fmri"].shape == (4, 24)
+    assert len(np.unique(d["train/run"])) + len(np.unique(d["test/trial_run"])) == 6  # runs renumbered
+    v1 = read_subject_file(work / "results/god/sub-1/roi-V1/data.h5")
+    assert v1["train/fmri"].shape[1] == 8
+    images = read_images_file(work / "results/god/images.h5")
+    assert images.train.images.shape == (18, 32, 32, 3) and images.test.images.shape == (4, 32, 32, 3)
+
+
+def test_corrupt_subject_file_fails_with_one_line_and_no_output(tmp_path):
+    root = tmp_path / "god"
+    root.mkdir()
+    _write_god_like(root, np.random.default_rng(1))
+    (root / "Subject1.h5").write_bytes(b"not an HDF5 file at all" * 100)
+    work = tmp_path / "work"
+    proc = snakemake(work, "results/god/sub-1/roi-VC/data.h5", configfile=_god_config(tmp_path, root), check=False)
+    assert proc.returncode != 0
+    log = (work / "results/logs/mask_roi/god/sub-1_roi-VC.log").read_text()
+    errors = [ln for ln in log.splitlines() if " ERROR " in ln]
+    assert len(errors) == 1 and "Subject1.h5" in errors[0]
+    assert not (work / "results/god/sub-1/roi-VC/data.h5").exists()
+    assert not list((work / "results/god").rglob("*.partial"))
+
+
+def test_missing_roi_through_the_dag(tmp_path):
+    root = tmp_path / "god"
+    root.mkdir()
+    _write_god_like(root, np.random.default_rng(2))
+    cfg = _god_config(tmp_path, root)
+    text = yaml.safe_load(cfg.read_text())
+    text["datasets"][0]["rois"] = ["FFA"]
+    cfg.write_text(yaml.safe_dump(text))
+    work = tmp_path / "work"
+    proc = snakemake(work, configfile=cfg, check=False)
+    assert proc.returncode != 0
+    log = (work / "results/logs/mask_roi/god/sub-1_roi-FFA.log").read_text()
+    assert "ROI 'FFA' not found" in log
+
+
+def test_config_error_fails_before_any_job(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"datasets": [{"name": "x", "format": "simulated", "subjects": ["1"], "rois": ["VC"], "normalisation": "run"}]}))
+    proc = snakemake(tmp_path, "-n", configfile=bad, check=False)
+    assert proc.returncode != 0
+    assert "config error at datasets[0]: unknown key 'normalisation'" in proc.stdout + proc.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_lint_and_format():
+    lint = subprocess.run([SNAKEMAKE, "--lint", "--snakefile", str(REPO / "Snakefile")], cwd=REPO, capture_output=True, text=True)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    assert "Congratulations" in lint.stdout + lint.stderr or (lint.stdout + lint.stderr).strip() == "", lint.stdout
+    snakefmt = str(Path(sys.executable).parent / "snakefmt")
+    if not shutil.which(snakefmt):
+        pytest.skip("snakefmt is not installed")
+    fmt = subprocess.run([snakefmt, "--check", "Snakefile", "workflow/rules"], cwd=REPO, capture_output=True, text=True)
+    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
