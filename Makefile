@@ -30,4 +30,5 @@ lint: setup
 	$(VENV)/bin/snakefmt --check Snakefile workflow/rules
 
 clean:
-	rm -rf results/* .snakemake
+	find results -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +
+	rm -rf .snakemake

@@ -42,6 +42,11 @@ def test_empty_config_gets_every_default():
         (lambda c: c["simulation"]["voxels"].pop("V1"), r"simulation\.voxels: 'V1' is a required"),
         (lambda c: c["datasets"][0].update(subjects=["9"]), r"simulated subject\(s\) \['9'\]"),
         (lambda c: c["datasets"].append(dict(c["datasets"][0])), r"duplicate dataset name"),
+        (lambda c: c["simulation"].update(n_extra_categories=500), r"simulation: .* categories in total"),
+        (lambda c: c["datasets"][0].update(read_as="god_npz", roi_source="nifti"), r"datasets\[0\]\.roi_source"),
+        (lambda c: c["methods"].update(bad={"family": "ridge", "alpha": 3}), r"methods\.bad: unknown key 'alpha'"),
+        (lambda c: c["datasets"][0].update(methods=["ssl"]), r"datasets\[0\]\.methods: \[.ssl.\] not defined"),
+        (lambda c: c["methods"].update(ssl={"family": "nope"}), r"methods\.ssl\.family: 'nope' is not one of"),
         (
             lambda c: c["datasets"].append({"name": "god", "format": "god_bdata", "subjects": ["1"], "rois": ["VC"]}),
             r"datasets\[1\]\.path: format god_bdata needs",

@@ -85,7 +85,16 @@ def _check_cross_references(config: dict) -> None:
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
         raise InputError(f"config error at datasets: duplicate dataset name(s) {duplicated}")
-    sim_subjects = set(config["simulation"].get("subjects", {}))
+    sim = config["simulation"]
+    from .data.simulation.images import N_CATEGORY_KINDS
+
+    n_cat = sim["n_train_categories"] + sim["n_test_categories"] + sim["n_extra_categories"]
+    if n_cat > N_CATEGORY_KINDS:
+        raise InputError(
+            f"config error at simulation: {n_cat} categories in total (train + test + extra), "
+            f"the simulator has {N_CATEGORY_KINDS}"
+        )
+    sim_subjects = set(sim.get("subjects", {}))
     for i, ds in enumerate(config["datasets"]):
         if ds["format"] == "simulated":
             missing = [s for s in ds["subjects"] if s not in sim_subjects]
@@ -98,6 +107,22 @@ def _check_cross_references(config: dict) -> None:
             raise InputError(
                 f"config error at datasets[{i}].path: format {ds['format']} needs the folder of the "
                 "real dataset (e.g. resources/god)"
+            )
+        unknown = [m for m in ds.get("methods", []) if m not in config.get("methods", {})]
+        if unknown:
+            raise InputError(
+                f"config error at datasets[{i}].methods: {unknown} not defined under methods "
+                f"(defined: {sorted(config.get('methods', {}))})"
+            )
+        reader = ds["read_as"] if ds["format"] == "simulated" else ds["format"]
+        if reader == "god_npz" and ds.get("roi_source") == "nifti":
+            raise InputError(
+                f"config error at datasets[{i}].roi_source: the npz layout has no voxel coordinates, "
+                "so ROIs come from its own masks (roi_source: metadata)"
+            )
+        if reader == "god_npz" and ds.get("unlabeled_fmri"):
+            raise InputError(
+                f"config error at datasets[{i}].unlabeled_fmri: only supported with format god_bdata"
             )
 
 

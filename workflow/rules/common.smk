@@ -1,5 +1,7 @@
 # Helpers shared by the rules: wildcard constraints from the config, input functions, targets.
+from fmrirecon.baselines import BASELINE_FAMILIES
 from fmrirecon.config import config_hash, dataset_entry
+from fmrirecon.evaluate.presets import resolve_protocols
 
 DATASETS = {d["name"]: d for d in config["datasets"]}
 SIMULATED = [n for n, d in DATASETS.items() if d["format"] == "simulated"]
@@ -9,8 +11,15 @@ def _alternatives(values):
     return "|".join(sorted({str(v) for v in values})) or "(?!x)x"
 
 
+METHODS = config["methods"]
+BASELINES = [m for m, s in METHODS.items() if s["family"] in BASELINE_FAMILIES]
+PROTOCOLS = config["evaluation"]["protocols"]
+
+
 wildcard_constraints:
     dataset=_alternatives(DATASETS),
+    method=_alternatives(METHODS),
+    protocol=_alternatives(PROTOCOLS),
     subject=_alternatives(s for d in DATASETS.values() for s in d["subjects"]),
     roi=_alternatives(r for d in DATASETS.values() for r in d["rois"]),
 
@@ -45,22 +54,26 @@ def get_image_inputs(wildcards):
     root = get_raw_root(wildcards)
     if ds["format"] == "simulated":
         return [root]
+    extra = [ds[k] for k in ("unpaired_images", "gallery_images") if ds[k]]
     if ds["format"] == "god_npz":
-        return [f"{root}/{ds['images_npz']}"]
-    return [f"{root}/imageID_training.csv", f"{root}/imageID_test.csv"]
+        return [f"{root}/{ds['images_npz']}"] + extra
+    lists = [f"{root}/imageID_training.csv", f"{root}/imageID_test.csv"]
+    return lists + [f"{root}/images/training", f"{root}/images/test"] + extra
 
 
 def get_image_source(wildcards):
     ds = get_dataset(wildcards)
     root = get_raw_root(wildcards)
-    unpaired = ds["unpaired_images"]
-    if ds["format"] == "simulated" and not unpaired:
-        unpaired = f"{root}/images/unpaired"
+    unpaired, gallery = ds["unpaired_images"], ds["gallery_images"]
+    if ds["format"] == "simulated":
+        unpaired = unpaired or f"{root}/images/unpaired"
+        gallery = gallery or f"{root}/images/gallery"
     return {
         "reader": get_reader(wildcards),
         "root": root,
         "images_npz": get_images_npz(wildcards),
         "unpaired_images": unpaired,
+        "gallery_images": gallery,
         "truth": f"{root}/truth.h5" if ds["format"] == "simulated" else "",
     }
 
@@ -77,8 +90,14 @@ def get_mask_inputs(wildcards):
     inputs = {"images": f"results/{wildcards.dataset}/images.h5"}
     if ds["format"] == "simulated":
         inputs["source"] = get_raw_root(wildcards)
-    else:
-        inputs["source"] = get_subject_file(wildcards)
+        return inputs
+    inputs["source"] = get_subject_file(wildcards)
+    src = get_subject_source(wildcards)
+    if src["unlabeled_file"]:
+        inputs["unlabeled"] = src["unlabeled_file"]
+    if ds["roi_source"] == "nifti":
+        inputs["roi_labels"] = src["roi_labels"]
+        inputs["roi_table"] = src["roi_table"]
     return inputs
 
 
@@ -135,6 +154,73 @@ def get_mem_mb(base_mb):
     return mem_mb
 
 
+PROTOCOL_SPECS = resolve_protocols(PROTOCOLS, config["evaluation"]["presets"])
+
+
+def method_applies(method, dataset, roi):
+    """Whether ``method`` runs on this dataset × ROI (oracles need simulated truth)."""
+    spec = METHODS[method]
+    if spec["family"] == "oracle_ridge" and DATASETS[dataset]["format"] != "simulated":
+        return False
+    if DATASETS[dataset]["methods"] and method not in DATASETS[dataset]["methods"]:
+        return False
+    return not spec["rois"] or roi in spec["rois"]
+
+
+def recon_units():
+    """Every (dataset, subject, roi, method) that gets a reconstruction."""
+    return [
+        (name, s, r, m)
+        for name, d in DATASETS.items()
+        for s in d["subjects"]
+        for r in d["rois"]
+        for m in METHODS
+        if method_applies(m, name, r)
+    ]
+
+
+def get_method(wildcards):
+    return METHODS[wildcards.method]
+
+
+def get_truth_file(wildcards):
+    if DATASETS[wildcards.dataset]["format"] == "simulated":
+        return f"results/{wildcards.dataset}/raw/truth.h5"
+    return ""
+
+
+def get_protocol(wildcards):
+    return PROTOCOL_SPECS[wildcards.protocol]
+
+
+def metrics_targets():
+    return [
+        f"results/{d}/sub-{s}/roi-{r}/{m}/metrics-{p}.json"
+        for d, s, r, m in recon_units()
+        for p in PROTOCOLS
+    ]
+
+
+def grid_targets():
+    return [
+        f"results/report/grids/{name}_sub-{s}_roi-{r}.png"
+        for name, d in DATASETS.items()
+        for s in d["subjects"]
+        for r in d["rois"]
+    ]
+
+
+def get_grid_inputs(wildcards):
+    return {
+        "images": f"results/{wildcards.dataset}/images.h5",
+        "recons": [
+            f"results/{wildcards.dataset}/sub-{wildcards.subject}/roi-{wildcards.roi}/{m}/recon.h5"
+            for m in METHODS
+            if method_applies(m, wildcards.dataset, wildcards.roi)
+        ],
+    }
+
+
 def prepared_targets():
     return [
         f"results/{name}/sub-{s}/roi-{r}/data.h5"
@@ -145,4 +231,9 @@ def prepared_targets():
 
 
 def get_all_targets():
-    return prepared_targets()
+    return (
+        prepared_targets()
+        + ["results/metrics.csv", "results/method_comparisons.csv"]
+        + grid_targets()
+        + ["results/report/metrics.png"]
+    )

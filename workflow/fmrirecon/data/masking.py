@@ -170,6 +170,7 @@ def prepare_subject(
         groups["unlabeled"] = {"fmri": np.asarray(u, np.float32)}
     atomic = [r for r in ATOMIC_ROIS if r in recording.rois]
     voxels = {
+        "source_index": np.flatnonzero(mask),  # VoxelData column of each voxel in the source
         "xyz": recording.voxel_xyz[mask].astype(np.float64),
         "roi_names": np.array(atomic, dtype="S"),
         "roi_membership": np.array([np.asarray(recording.rois[r], bool)[mask] for r in atomic]).reshape(len(atomic), -1),

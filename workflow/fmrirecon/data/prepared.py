@@ -2,7 +2,7 @@
 
 ``results/<dataset>/images.h5`` — the dataset's images, once::
 
-    /<split>/images       (N, H, W, 3) uint8, split in {train, test, unpaired}
+    /<split>/images       (N, H, W, 3) uint8, split in {train, test, unpaired, gallery}
     /<split>/names        (N,) bytes, unique stimulus names
     /<split>/stimulus_id  (N,) float64 (NaN when not applicable)
     /<split>/category     (N,) int64 (-1 when unknown)
@@ -15,13 +15,23 @@
     /test/fmri_trials (m, V), /test/trial_image_index (m,), /test/trial_run (m,)
     /imagery/... same as /test when the source has imagery
     /unlabeled/fmri (k, V) float32 when the source has an unlabeled pool
+    /voxels/source_index (V,) the VoxelData column of each voxel in the source file
     /voxels/xyz (V, 3), /voxels/roi_names (R,), /voxels/roi_membership (R, V) bool,
     /voxels/noise_ceiling (V,) when known
     /normalization/train_mean, /normalization/train_std (V,) raw statistics of training samples
-    attrs: dataset, subject, roi, normalization, source_file, source_sha256, config_hash, version
+    attrs: dataset, subject, roi, roi_source, normalization, n_voxels, source_file, source_sha256,
+           config_hash, fmrirecon_version
 
 ``image_index`` rows refer to ``/train`` (for train samples) or ``/test`` (test and imagery) of
 images.h5.
+
+``results/<dataset>/sub-<s>/roi-<roi>/<method>/recon.h5`` — what every method writes and every
+evaluation reads::
+
+    /images       (N, H, W, 3) or (N, S, H, W, 3) uint8, S samples per fMRI pattern
+    /image_index  (N,) rows of images.h5 /test, in that order
+    /image_ids    (N,) bytes, the names of those test images
+    attrs: method, family, dataset, subject, roi, n_samples, plus the method's own provenance
 """
 
 from __future__ import annotations
@@ -38,7 +48,7 @@ from ..errors import InputError
 from .atomic import atomic_path
 from .readers.base import ImageSplit, StimulusSet
 
-SPLITS = ("train", "test", "unpaired")
+SPLITS = ("train", "test", "unpaired", "gallery")
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
@@ -98,9 +108,10 @@ def read_images_file(path: str | Path, splits=SPLITS, with_images: bool = True) 
                 category=g["category"][()],
                 foreground=g["foreground"][()] if (with_images and "foreground" in g) else None,
             )
-    if parts["train"] is None or parts["test"] is None:
-        raise InputError(f"{path}: expected groups /train and /test")
-    return StimulusSet(parts["train"], parts["test"], parts["unpaired"], Path(path))
+    missing = [s for s in ("train", "test") if s in splits and parts[s] is None]
+    if missing:
+        raise InputError(f"{path}: expected groups {', '.join('/' + m for m in missing)}")
+    return StimulusSet(parts["train"], parts["test"], parts["unpaired"], Path(path), parts["gallery"])  # type: ignore[arg-type]
 
 
 @dataclass
@@ -148,3 +159,34 @@ def provenance(source: Path, config_hash: str, **extra) -> dict:
         "fmrirecon_version": __version__,
         **{k: v for k, v in extra.items()},
     }
+
+
+def write_recon_file(path: str | Path, images: np.ndarray, image_index: np.ndarray, image_ids, attrs: dict) -> None:
+    """Write ``recon.h5`` atomically after checking the contract."""
+    if images.dtype != np.uint8 or images.ndim not in (4, 5) or images.shape[-1] != 3:
+        raise ValueError(f"recon images must be uint8 (N, [S,] H, W, 3), got {images.dtype} {images.shape}")
+    if len(images) != len(image_index) or len(image_index) != len(image_ids):
+        raise ValueError("recon images, image_index and image_ids must have the same length")
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        _ds(f, "images", images, chunks=(1, *images.shape[1:]))
+        _ds(f, "image_index", np.asarray(image_index, np.int64))
+        _ds(f, "image_ids", np.asarray(image_ids).astype("S"))
+        for k, v in {"n_samples": 1 if images.ndim == 4 else images.shape[1], **attrs}.items():
+            f.attrs[k] = v
+
+
+def read_recon_file(path: str | Path) -> dict:
+    """Read ``recon.h5``: dict with images, image_index, image_ids and attrs."""
+    with _open(path) as f:
+        for key in ("images", "image_index", "image_ids"):
+            if key not in f:
+                raise InputError(f"{path}: expected dataset /{key} in a reconstruction file")
+        images = f["images"][()]
+        if images.dtype != np.uint8 or images.ndim not in (4, 5) or images.shape[-1] != 3:
+            raise InputError(f"{path}: /images must be uint8 (N, [S,] H, W, 3), got {images.dtype} {images.shape}")
+        return {
+            "images": images,
+            "image_index": f["image_index"][()],
+            "image_ids": f["image_ids"][()].astype(str),
+            "attrs": {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()},
+        }

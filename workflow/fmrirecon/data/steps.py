@@ -7,12 +7,13 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+from PIL import Image
 
 from ..errors import InputError
 from . import masking, prepared
 from .readers import READERS
 from .readers.base import StimulusSet
-from .readers.images import read_god_stimuli, read_npz_stimuli
+from .readers.images import load_gallery_folder, read_god_stimuli, read_npz_stimuli
 from .simulation.dataset import simulate_dataset
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,8 @@ def load_stimuli(source: dict, image_size: int) -> StimulusSet:
     """Read a dataset's images from its published layout.
 
     ``source`` keys: ``reader`` (god_bdata | god_npz), ``root`` (folder), ``images_npz``,
-    ``unpaired_images`` (optional folder), ``truth`` (optional simulation truth file).
+    ``unpaired_images`` and ``gallery_images`` (optional folders), ``truth`` (optional
+    simulation truth file).
     """
     root = Path(source["root"])
     unpaired = source.get("unpaired_images") or None
@@ -42,6 +44,8 @@ def load_stimuli(source: dict, image_size: int) -> StimulusSet:
         )  # fmt: skip
         if unpaired:
             stimuli.unpaired = read_god_stimuli(root, image_size, unpaired_folder=unpaired).unpaired
+    if source.get("gallery_images"):
+        stimuli.gallery = load_gallery_folder(source["gallery_images"], image_size)
     truth = source.get("truth")
     if truth:
         _attach_foreground(stimuli, Path(truth), image_size)
@@ -61,9 +65,11 @@ def _attach_foreground(stimuli: StimulusSet, truth: Path, image_size: int) -> No
                     raise InputError(f"{truth}: foreground masks do not match the {split} image names")
                 order = {n: i for i, n in enumerate(names)}
                 fg = fg[[order[n] for n in part.names]]
-            if fg.shape[1] != image_size:
-                log.info("foreground masks are %d px, images %d px: not attached", fg.shape[1], image_size)
-                continue
+            if fg.shape[1] != image_size:  # simulated at another size: resize like the images
+                fg = np.stack([
+                    np.asarray(Image.fromarray(m.astype(np.uint8) * 255).resize((image_size, image_size), Image.BILINEAR)) >= 128
+                    for m in fg
+                ])  # fmt: skip
             part.foreground = fg
 
 
@@ -73,8 +79,8 @@ def prepare_images(source: dict, image_size: int, output: str, config_hash: str)
     attrs = {"config_hash": config_hash, "image_size": image_size, "source": str(source["root"])}
     prepared.write_images_file(output, stimuli, attrs)
     log.info(
-        "wrote %s: %d train, %d test, %d unpaired images",
-        output, len(stimuli.train), len(stimuli.test), len(stimuli.unpaired or []),
+        "wrote %s: %d train, %d test, %d unpaired, %d gallery images", output,
+        len(stimuli.train), len(stimuli.test), len(stimuli.unpaired or []), len(stimuli.gallery or []),
     )  # fmt: skip
 
 

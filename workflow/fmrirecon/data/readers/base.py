@@ -89,3 +89,4 @@ class StimulusSet:
     test: ImageSplit
     unpaired: ImageSplit | None = None
     source: Path | None = None
+    gallery: ImageSplit | None = None  # other images per category (class-centroid evaluation)

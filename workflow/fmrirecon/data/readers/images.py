@@ -188,6 +188,22 @@ def load_unpaired_folder(folder, image_size: int) -> ImageSplit:
     return _split(images, [p.stem for p in files], np.full(len(files), np.nan))
 
 
+def load_gallery_folder(folder, image_size: int) -> ImageSplit:
+    """A class gallery: image files named ``n<synset>_<number>``; category = the synset number.
+
+    Used for class-centroid classification (paper 002): other images of each category,
+    including the test categories, never shown in the fMRI experiment.
+    """
+    split = load_unpaired_folder(folder, image_size)
+    ids = np.array([stimulus_id_from_name(n) for n in split.names])
+    if np.isnan(ids).any():
+        bad = split.names[np.isnan(ids)][0]
+        raise InputError(f"gallery image {bad!r} in {folder} is not named n<synset>_<number>")
+    split.stimulus_id = ids
+    split.category = np.floor(ids).astype(np.int64)
+    return split
+
+
 # -- datasets -----------------------------------------------------------------------------------
 
 _GOD_LISTS = {"training": ("imageID_training.csv", "stimulus_ImageNetTraining.tsv"),

@@ -7,7 +7,7 @@ Output folder (``results/<dataset>/raw``)::
     Subject<s>_unlabeled.h5      BData of fMRI without stimuli (HCP-like pretraining pool)
     imageID_training.csv         GOD image lists (sorted by synset, then file name as a string)
     imageID_test.csv
-    images/{training,test,unpaired}/<name>.png
+    images/{training,test,unpaired,gallery}/<name>.png   (gallery: n<synset>_<k>, per category)
     sub-<s>_roi-labels.nii.gz    NIfTI label volume, labels listed in roi_labels.tsv
     roi_labels.tsv
     sbj_<s>.npz, images_<size>.npz   the SelfSuperReconst / MinD-Vis twin (optional)
@@ -78,27 +78,31 @@ def simulate_dataset(cfg: dict, seed: int, subjects: list[str], outdir: str | Pa
     unpaired_cat = rng.choice(pool_cats, cfg["n_unpaired_images"])
     hidden_cat = rng.choice(pool_cats, cfg["n_unlabeled_fmri"])
     unpaired_names = np.array([f"unpaired_{k:05d}" for k in range(len(unpaired_cat))])
+    gallery_cat = np.repeat(np.arange(len(categories)), cfg["gallery_per_category"])
+    gallery_names = np.array([f"n{_synset(c):08d}_{900000 + k}" for k, c in enumerate(gallery_cat)])
 
-    all_cat = np.concatenate([train_cat, test_cat, unpaired_cat, hidden_cat])
+    all_cat = np.concatenate([train_cat, test_cat, unpaired_cat, hidden_cat, gallery_cat])
     image_seeds = _seed_for(seed, 2).integers(0, 2**31, len(all_cat))
     log.info("drawing %d images at %d px", len(all_cat), size)
     imgs, fg = sim_images.draw_images(categories, all_cat, size, image_seeds)
-    bounds = np.cumsum([0, len(train_cat), n_te, len(unpaired_cat), len(hidden_cat)])
-    part = {k: slice(bounds[i], bounds[i + 1]) for i, k in enumerate(["train", "test", "unpaired", "hidden"])}
+    bounds = np.cumsum([0, len(train_cat), n_te, len(unpaired_cat), len(hidden_cat), len(gallery_cat)])
+    splits = ["train", "test", "unpaired", "hidden", "gallery"]
+    part = {k: slice(bounds[i], bounds[i + 1]) for i, k in enumerate(splits)}
 
     # --- shared stimulus features ----------------------------------------------------------------
-    log.info("EfficientNet-Lite0 features of %d images", len(imgs))
-    pooled = embed(imgs, size=96, outputs=("pooled",))["pooled"].astype(np.float64)
+    n_fmri = bounds[4]  # the gallery is never shown: no features needed
+    log.info("EfficientNet-Lite0 features of %d images", n_fmri)
+    pooled = embed(imgs[:n_fmri], size=96, outputs=("pooled",))["pooled"].astype(np.float64)
     mu = pooled[part["train"]].mean(0)
     _, _, vt = np.linalg.svd(pooled[part["train"]] - mu, full_matrices=False)
     semantic = (pooled - mu) @ vt[: min(D_SEMANTIC, len(vt) - 1)].T
     semantic /= semantic[part["train"]].std(0)
-    cat_embedding = _seed_for(seed, 3).normal(size=(len(categories), D_CATEGORY))[all_cat]
-    maps = sim_voxels.feature_maps(imgs)
+    cat_embedding = _seed_for(seed, 3).normal(size=(len(categories), D_CATEGORY))[all_cat[:n_fmri]]
+    maps = sim_voxels.feature_maps(imgs[:n_fmri])
 
     with atomic_path(outdir) as tmp:
         tmp.mkdir(parents=True)
-        _write_images(tmp, imgs, part, train_names, test_names, unpaired_names)
+        _write_images(tmp, imgs, part, train_names, test_names, unpaired_names, gallery_names)
         _write_image_lists(tmp, train_names, test_names)
         truth = h5py.File(tmp / "truth.h5", "w", track_order=False)
         _write_truth_images(truth, fg, part, categories, all_cat, train_names, test_names, unpaired_names)
@@ -127,11 +131,12 @@ def simulate_dataset(cfg: dict, seed: int, subjects: list[str], outdir: str | Pa
             )
 
 
-def _write_images(tmp: Path, imgs, part, train_names, test_names, unpaired_names) -> None:
+def _write_images(tmp: Path, imgs, part, train_names, test_names, unpaired_names, gallery_names) -> None:
     for split, folder, names in (
         ("train", "training", train_names),
         ("test", "test", test_names),
         ("unpaired", "unpaired", unpaired_names),
+        ("gallery", "gallery", gallery_names),
     ):
         d = tmp / "images" / folder
         d.mkdir(parents=True)

@@ -1,8 +1,10 @@
-"""The data half of the DAG through Snakemake itself: smoke config, a GOD dataset written by
-bdpy (not by us), bad input and config errors, lint."""
+"""The DAG through Snakemake itself: the smoke config end to end with the report, a GOD dataset
+written by bdpy (not by us), bad input and config errors, lint."""
 
 from __future__ import annotations
 
+import csv
+import json
 import shutil
 import subprocess
 import sys
@@ -58,6 +60,47 @@ def test_smoke_dag_produces_every_prepared_file(smoke_run):
     assert any((smoke_run / "results" / "logs" / "mask_roi").rglob("*.log"))
 
 
+def test_metrics_table_has_every_method_protocol_and_the_documented_columns(smoke_run):
+    with open(smoke_run / "results" / "metrics.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == ["dataset", "subject", "roi", "method", "protocol", "metric", "control",
+                             "value", "ci_low", "ci_high", "chance", "n"]  # fmt: skip
+    simgod = [r for r in rows if r["dataset"] == "simgod"]
+    protocols = {"fang2020_pairwise_ssim", "mindvis_nway", "gaziv2022", "mindeye_offline", "report003"}
+    for method in ("ridge", "mean-image", "oracle"):
+        assert {r["protocol"] for r in simgod if r["method"] == method} == protocols
+    assert {r["control"] for r in simgod} == {"none", "shuffled_ids", "mean_image", "oracle"}
+    assert {r["method"] for r in rows if r["dataset"] == "simnpz"} == {"ridge"}  # datasets[].methods
+    for r in simgod:
+        if r["value"] not in ("", "None"):
+            assert float(r["ci_low"]) <= float(r["value"]) + 1e-9 <= float(r["ci_high"]) + 2e-9
+            assert int(r["n"]) == 10
+    # the metrics JSON carries the exact settings
+    js = json.loads((smoke_run / "results/simgod/sub-1/roi-VC/ridge/metrics-mindeye_offline.json").read_text())
+    assert js["context"]["protocol"] == "mindeye_offline"
+    for m in js["metrics"].values():
+        assert m["settings"] and len(m["per_image"]) == 10
+
+
+def test_decoder_beats_its_shuffled_control_and_the_floor(smoke_run):
+    """Low noise, VC: the reference decoder's pixel correlation exceeds its shuffled control."""
+    with open(smoke_run / "results" / "metrics.csv", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["dataset"] == "simgod" and r["roi"] == "VC"
+                and r["protocol"] == "report003" and r["metric"] == "pcc"]  # fmt: skip
+    get = lambda method, control: float(next(r["value"] for r in rows if r["method"] == method and r["control"] == control))  # noqa: E731
+    assert get("ridge", "none") > get("ridge", "shuffled_ids") + 0.1
+    assert get("oracle", "oracle") > get("mean-image", "mean_image")
+
+
+def test_report_renders_with_images_and_tables(smoke_run):
+    snakemake(smoke_run, "--report", "report.html", configfile=REPO / "config" / "smoke.yaml")
+    html = (smoke_run / "report.html").read_text(errors="replace")
+    assert len(html) > 100_000
+    for name in ("metrics.csv", "method_comparisons.csv", "metrics.png", "simgod_sub-1_roi-VC.png"):
+        assert name in html, name
+    assert "data:image/png;base64" in html or "image/png" in html
+
+
 def test_rerun_has_nothing_to_do_and_dry_run_shows_dag(smoke_run):
     proc = snakemake(smoke_run, "-n", configfile=REPO / "config" / "smoke.yaml")
     assert "Nothing to be done" in proc.stdout + proc.stderr
@@ -66,7 +109,8 @@ def test_rerun_has_nothing_to_do_and_dry_run_shows_dag(smoke_run):
 def test_default_config_dry_run_lists_the_data_rules(tmp_path):
     proc = snakemake(tmp_path, "-n", "--quiet", "rules")
     out = proc.stdout + proc.stderr
-    for rule in ("simulate_dataset", "prepare_images", "mask_roi"):
+    for rule in ("simulate_dataset", "prepare_images", "mask_roi", "reconstruct_baseline",
+                 "evaluate_reconstructions", "aggregate_metrics", "plot_reconstructions", "plot_metrics"):  # fmt: skip
         assert rule in out
 
 
@@ -109,6 +153,10 @@ def _write_god_like(root: Path, rng) -> None:
     bd.save(str(root / "Subject1.h5"))
 
 
+def _god_targets() -> list[str]:
+    return [f"results/god/sub-1/roi-{r}/data.h5" for r in ("VC", "LVC", "V1")]
+
+
 def _god_config(tmp_path: Path, root: Path, **extra) -> Path:
     cfg = {
         "image_size": 32,
@@ -124,7 +172,7 @@ def test_god_files_written_by_bdpy_go_through_reader_and_mask_roi(tmp_path):
     root.mkdir()
     _write_god_like(root, np.random.default_rng(0))
     work = tmp_path / "work"
-    snakemake(work, configfile=_god_config(tmp_path, root))
+    snakemake(work, *_god_targets(), configfile=_god_config(tmp_path, root))
     d = read_subject_file(work / "results/god/sub-1/roi-LVC/data.h5")
     assert d["train/fmri"].shape == (18, 24) and d["test/fmri"].shape == (4, 24)
     assert len(np.unique(d["train/run"])) + len(np.unique(d["test/trial_run"])) == 6  # runs renumbered
@@ -158,7 +206,7 @@ def test_missing_roi_through_the_dag(tmp_path):
     text["datasets"][0]["rois"] = ["FFA"]
     cfg.write_text(yaml.safe_dump(text))
     work = tmp_path / "work"
-    proc = snakemake(work, configfile=cfg, check=False)
+    proc = snakemake(work, "results/god/sub-1/roi-FFA/data.h5", configfile=cfg, check=False)
     assert proc.returncode != 0
     log = (work / "results/logs/mask_roi/god/sub-1_roi-FFA.log").read_text()
     assert "ROI 'FFA' not found" in log

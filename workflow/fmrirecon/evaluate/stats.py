@@ -1,0 +1,139 @@
+"""Statistics for reported metrics: bootstrap CIs over images and paired tests between methods.
+
+Every figure the workflow reports carries a 95% bootstrap CI over test images (paper 002 shows
+95% bootstrap CIs on all charts) and methods evaluated on the same images are compared with the
+paired two-sided Wilcoxon signed-rank test (paper 002, "Statistics"), through scipy.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import stats as _st
+
+from ..errors import InputError
+
+STATISTICS = ("mean", "median")
+
+
+def _clean(values) -> np.ndarray:
+    v = np.asarray(values, dtype=np.float64).ravel()
+    return v[~np.isnan(v)]
+
+
+def point_estimate(values, statistic: str = "mean") -> float:
+    """Mean or median of the non-NaN values (NaN when there are none)."""
+    v = _clean(values)
+    if statistic not in STATISTICS:
+        raise InputError(f"unknown statistic '{statistic}': expected one of {STATISTICS}")
+    if v.size == 0:
+        return float("nan")
+    return float(v.mean() if statistic == "mean" else np.median(v))
+
+
+def bootstrap_ci(
+    values,
+    *,
+    statistic: str = "mean",
+    n_boot: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap CI of the mean/median over items (images): ``(N,)`` → ``(low, high)``.
+
+    Items are resampled with replacement ``n_boot`` times with a seeded generator; NaNs are
+    dropped first. A single item gives a zero-width interval; none gives ``(nan, nan)``.
+    """
+    v = _clean(values)
+    if not 0 < level < 1:
+        raise InputError(f"CI level must be in (0, 1), got {level}")
+    if statistic not in STATISTICS:
+        raise InputError(f"unknown statistic '{statistic}': expected one of {STATISTICS}")
+    if v.size == 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    out = np.empty(n_boot)
+    step = max(1, int(2e7 // max(v.size, 1)))  # bound memory of the index matrix
+    for s in range(0, n_boot, step):
+        b = min(step, n_boot - s)
+        sample = v[rng.integers(0, v.size, size=(b, v.size))]
+        out[s : s + b] = sample.mean(axis=1) if statistic == "mean" else np.median(sample, axis=1)
+    alpha = (1.0 - level) / 2.0
+    lo, hi = np.quantile(out, [alpha, 1.0 - alpha])
+    return float(lo), float(hi)
+
+
+def summarise(values, *, statistic: str = "mean", seed: int = 0, n_boot: int = 2000) -> dict:
+    """``{"value", "ci_low", "ci_high", "n", "statistic"}`` of per-image values."""
+    v = _clean(values)
+    lo, hi = bootstrap_ci(v, statistic=statistic, seed=seed, n_boot=n_boot)
+    return {
+        "value": point_estimate(v, statistic),
+        "ci_low": lo,
+        "ci_high": hi,
+        "n": int(v.size),
+        "statistic": statistic,
+    }
+
+
+def paired_wilcoxon(a, b, *, alternative: str = "two-sided") -> dict:
+    """Paired Wilcoxon signed-rank test of per-image scores of two methods on the same images.
+
+    ``a``, ``b``: ``(N,)`` aligned per-image values (NaN pairs dropped). Returns ``statistic``,
+    ``p_value`` (scipy ``wilcoxon`` with its defaults, ``zero_method="wilcox"``), ``n`` (pairs),
+    ``n_nonzero`` and ``median_difference`` (a - b). All-zero differences give p = 1.
+    """
+    x = np.asarray(a, dtype=np.float64).ravel()
+    y = np.asarray(b, dtype=np.float64).ravel()
+    if x.shape != y.shape:
+        raise InputError(f"paired test needs aligned per-image values, got {x.shape} and {y.shape}")
+    keep = ~(np.isnan(x) | np.isnan(y))
+    x, y = x[keep], y[keep]
+    diff = x - y
+    nonzero = int(np.count_nonzero(diff))
+    out = {
+        "test": "wilcoxon signed-rank (paired, scipy.stats.wilcoxon)",
+        "alternative": alternative,
+        "n": int(diff.size),
+        "n_nonzero": nonzero,
+        "median_difference": float(np.median(diff)) if diff.size else float("nan"),
+    }
+    if nonzero == 0:
+        out.update(statistic=0.0, p_value=1.0)
+        return out
+    res = _st.wilcoxon(x, y, alternative=alternative)
+    out.update(statistic=float(res.statistic), p_value=float(res.pvalue))
+    return out
+
+
+def compare_methods(result_a: dict, result_b: dict, metric_key: str) -> dict:
+    """Paired Wilcoxon between two :func:`~fmrirecon.evaluate.protocols.evaluate_protocol` results.
+
+    Uses the ``per_image`` lists of ``metric_key``; both results must cover the same images.
+    """
+    try:
+        a = result_a["metrics"][metric_key]["per_image"]
+        b = result_b["metrics"][metric_key]["per_image"]
+    except KeyError as exc:
+        raise InputError(f"metric '{metric_key}' is missing from one of the results") from exc
+    a = [np.nan if v is None else v for v in a]
+    b = [np.nan if v is None else v for v in b]
+    return paired_wilcoxon(a, b)
+
+
+def binomial_sd(p: float, n: int) -> float:
+    """Standard deviation of a proportion from ``n`` Bernoulli(p) trials: ``sqrt(p (1 - p) / n)``."""
+    if n <= 0:
+        raise InputError(f"binomial sd needs n > 0, got {n}")
+    return math.sqrt(p * (1.0 - p) / n)
+
+
+__all__ = [
+    "binomial_sd",
+    "bootstrap_ci",
+    "compare_methods",
+    "paired_wilcoxon",
+    "point_estimate",
+    "summarise",
+]

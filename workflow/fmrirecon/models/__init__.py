@@ -1,0 +1,1 @@
+"""Networks and decoders, one module per family."""

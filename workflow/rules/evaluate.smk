@@ -1,0 +1,74 @@
+# Reconstruction by the reference decoder and controls, evaluation per protocol, aggregation.
+
+
+rule reconstruct_baseline:
+    input:
+        data="results/{dataset}/sub-{subject}/roi-{roi}/data.h5",
+        images="results/{dataset}/images.h5",
+    output:
+        "results/{dataset}/sub-{subject}/roi-{roi}/{method}/recon.h5",
+    log:
+        "results/logs/reconstruct_baseline/{dataset}/sub-{subject}_roi-{roi}_{method}.log",
+    wildcard_constraints:
+        method=_alternatives(BASELINES),
+    conda:
+        "../../envs/fmrirecon.yaml"
+    threads: 2
+    resources:
+        mem_mb=get_mem_mb(4000),
+        runtime=get_runtime(20),
+    params:
+        settings=get_method,
+        seed=config["seed"],
+        truth=get_truth_file,
+    script:
+        "../scripts/reconstruct_baseline.py"
+
+
+rule evaluate_reconstructions:
+    input:
+        recon="results/{dataset}/sub-{subject}/roi-{roi}/{method}/recon.h5",
+        images="results/{dataset}/images.h5",
+    output:
+        "results/{dataset}/sub-{subject}/roi-{roi}/{method}/metrics-{protocol}.json",
+    log:
+        "results/logs/evaluate_reconstructions/{dataset}/sub-{subject}_roi-{roi}_{method}_{protocol}.log",
+    benchmark:
+        "results/benchmarks/evaluate_reconstructions/{dataset}/sub-{subject}_roi-{roi}_{method}_{protocol}.tsv"
+    conda:
+        "../../envs/fmrirecon.yaml"
+    threads: 2
+    resources:
+        mem_mb=get_mem_mb(6000),
+        runtime=get_runtime(30),
+    params:
+        protocol=get_protocol,
+        seed=config["seed"],
+        evaluation=config["evaluation"],
+    script:
+        "../scripts/evaluate_reconstructions.py"
+
+
+rule aggregate_metrics:
+    input:
+        metrics_targets(),
+    output:
+        table=report(
+            "results/metrics.csv",
+            caption="../report/metrics.rst",
+            category="Metrics",
+            labels={"table": "all metrics"},
+        ),
+        comparisons=report(
+            "results/method_comparisons.csv",
+            caption="../report/comparisons.rst",
+            category="Metrics",
+            labels={"table": "paired tests"},
+        ),
+    log:
+        "results/logs/aggregate_metrics/aggregate_metrics.log",
+    localrule: True
+    conda:
+        "../../envs/fmrirecon.yaml"
+    script:
+        "../scripts/aggregate_metrics.py"
