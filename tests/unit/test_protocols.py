@@ -11,16 +11,10 @@ import torch.nn.functional as F
 import yaml
 
 from fmrirecon.errors import InputError
-from fmrirecon.evaluate import (
-    DEFAULT_PROTOCOLS,
-    compare_methods,
-    evaluate_protocol,
-    get_protocol,
-    metric_keys,
-    shuffled_control,
-)
 from fmrirecon.evaluate.features import TorchvisionAlexNet, network_status
-from fmrirecon.evaluate.stats import binomial_sd
+from fmrirecon.evaluate.presets import DEFAULT_PROTOCOLS
+from fmrirecon.evaluate.protocols import evaluate_protocol, get_protocol, metric_keys, shuffled_control
+from fmrirecon.evaluate.stats import binomial_sd, compare_methods
 
 PRESETS = ("fang2020_pairwise_ssim", "mindvis_nway", "gaziv2022", "mindeye_offline", "report003")
 

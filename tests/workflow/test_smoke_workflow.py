@@ -75,6 +75,15 @@ def test_metrics_table_has_every_method_protocol_and_the_documented_columns(smok
         if r["value"] not in ("", "None"):
             assert float(r["ci_low"]) <= float(r["value"]) + 1e-9 <= float(r["ci_high"]) + 2e-9
             assert int(r["n"]) == 10
+    # networks without local weights are named as unavailable, never silently replaced
+    with open(smoke_run / "results" / "unavailable_metrics.csv", newline="") as fh:
+        missing = list(csv.DictReader(fh))
+    assert any("alexnet" in (r["metric"] + r["reason"]).lower() for r in missing)
+    # paired comparisons between methods on the same images
+    with open(smoke_run / "results" / "method_comparisons.csv", newline="") as fh:
+        pairs = list(csv.DictReader(fh))
+    assert {(r["method_a"], r["method_b"]) for r in pairs if r["dataset"] == "simgod" and r["roi"] == "VC"} >= {
+        ("mean-image", "ridge"), ("oracle", "ridge")}  # fmt: skip
     # the metrics JSON carries the exact settings
     js = json.loads((smoke_run / "results/simgod/sub-1/roi-VC/ridge/metrics-mindeye_offline.json").read_text())
     assert js["context"]["protocol"] == "mindeye_offline"
@@ -96,7 +105,7 @@ def test_report_renders_with_images_and_tables(smoke_run):
     snakemake(smoke_run, "--report", "report.html", configfile=REPO / "config" / "smoke.yaml")
     html = (smoke_run / "report.html").read_text(errors="replace")
     assert len(html) > 100_000
-    for name in ("metrics.csv", "method_comparisons.csv", "metrics.png", "simgod_sub-1_roi-VC.png"):
+    for name in ("metrics.csv", "method_comparisons.csv", "unavailable_metrics.csv", "metrics.png", "simgod_sub-1_roi-VC.png"):
         assert name in html, name
     assert "data:image/png;base64" in html or "image/png" in html
 

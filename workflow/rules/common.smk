@@ -233,7 +233,11 @@ def prepared_targets():
 def get_all_targets():
     return (
         prepared_targets()
-        + ["results/metrics.csv", "results/method_comparisons.csv"]
+        + [
+            "results/metrics.csv",
+            "results/method_comparisons.csv",
+            "results/unavailable_metrics.csv",
+        ]
         + grid_targets()
         + ["results/report/metrics.png"]
     )

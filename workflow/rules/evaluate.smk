@@ -65,6 +65,12 @@ rule aggregate_metrics:
             category="Metrics",
             labels={"table": "paired tests"},
         ),
+        unavailable=report(
+            "results/unavailable_metrics.csv",
+            caption="../report/unavailable.rst",
+            category="Metrics",
+            labels={"table": "unavailable metrics"},
+        ),
     log:
         "results/logs/aggregate_metrics/aggregate_metrics.log",
     localrule: True

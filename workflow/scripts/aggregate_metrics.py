@@ -12,4 +12,5 @@ run_step(
     inputs=list(snakemake.input),  # noqa: F821
     table=snakemake.output.table,  # noqa: F821
     comparisons=snakemake.output.comparisons,  # noqa: F821
+    unavailable=snakemake.output.unavailable,  # noqa: F821
 )

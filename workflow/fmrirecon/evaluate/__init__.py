@@ -5,30 +5,10 @@
   accuracy, class-centroid classification, feature correlation and perceptual distances.
 * :mod:`.stats` — bootstrap CIs over images, paired Wilcoxon tests.
 * :mod:`.features` — feature-network registry (EfficientNet-Lite0 offline; others from local files).
-* :mod:`.protocols` — :data:`DEFAULT_PROTOCOLS` presets, :func:`evaluate_protocol`,
-  :func:`shuffled_control`, :func:`metric_keys`.
+* :mod:`.presets` — :data:`DEFAULT_PROTOCOLS`, one preset per paper (plain data, no torch).
+* :mod:`.protocols` — :func:`evaluate_protocol`, :func:`shuffled_control`, :func:`metric_keys`.
+* :mod:`.steps` — the Snakemake stages (evaluate one reconstruction file, aggregate).
+
+Import the sub-module you need; this package imports nothing heavy on its own, so the Snakefile
+can read the presets without loading torch.
 """
-
-from .protocols import (
-    DEFAULT_PROTOCOLS,
-    derangement,
-    evaluate_protocol,
-    get_protocol,
-    metric_keys,
-    network_availability,
-    shuffled_control,
-)
-from .stats import bootstrap_ci, compare_methods, paired_wilcoxon
-
-__all__ = [
-    "DEFAULT_PROTOCOLS",
-    "bootstrap_ci",
-    "compare_methods",
-    "derangement",
-    "evaluate_protocol",
-    "get_protocol",
-    "metric_keys",
-    "network_availability",
-    "paired_wilcoxon",
-    "shuffled_control",
-]

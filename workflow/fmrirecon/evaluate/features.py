@@ -38,6 +38,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import InputError
+from .presets import _EFFNET_PERCEPTUAL_LAYERS
 from ..features.efficientnet import block_features, load_efficientnet_lite, preprocess, to_tensor
 
 DEFAULT_NETWORK = "efficientnet-lite0"
@@ -61,7 +62,7 @@ NETWORKS = ("efficientnet-lite0", "alexnet", "vgg19", "inception_v3", "clip", "l
 
 #: Default LPIPS-style layers per network (five levels, like LPIPS's five AlexNet ReLUs).
 PERCEPTUAL_LAYERS = {
-    "efficientnet-lite0": ["block0", "block2", "block4", "block10", "block14"],
+    "efficientnet-lite0": list(_EFFNET_PERCEPTUAL_LAYERS),
     "alexnet": ["features.1", "features.4", "features.7", "features.9", "features.11"],
     "lpips-alex": ["features.1", "features.4", "features.7", "features.9", "features.11"],
     "vgg19": ["features.3", "features.8", "features.17", "features.26", "features.35"],

@@ -99,8 +99,9 @@ def _rows_of(result: dict) -> list[dict]:
     return out
 
 
-def aggregate_metrics(inputs: list[str], table: str, comparisons: str) -> None:
-    """Rule ``aggregate_metrics``: one table of every metric, and paired method comparisons."""
+def aggregate_metrics(inputs: list[str], table: str, comparisons: str, unavailable: str) -> None:
+    """Rule ``aggregate_metrics``: one table of every metric, paired method comparisons, and the
+    metrics a protocol asked for that could not run here (with the reason, e.g. missing weights)."""
     results = []
     for path in inputs:
         try:
@@ -113,7 +114,22 @@ def aggregate_metrics(inputs: list[str], table: str, comparisons: str) -> None:
         w.writeheader()
         w.writerows(rows)
     _write_comparisons(results, comparisons)
-    log.info("wrote %s (%d rows) and %s", table, len(rows), comparisons)
+    _write_unavailable(results, unavailable)
+    log.info("wrote %s (%d rows), %s and %s", table, len(rows), comparisons, unavailable)
+
+
+def _write_unavailable(results: list[dict], path: str) -> None:
+    seen = {}
+    for res in results:
+        ctx = res["context"]
+        for item in res.get("unavailable", []):
+            key = (ctx["dataset"], ctx["protocol"], item.get("metric", ""))
+            seen.setdefault(key, item.get("reason", ""))
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(("dataset", "protocol", "metric", "reason"))
+        for (dataset, protocol, metric), reason in sorted(seen.items()):
+            w.writerow((dataset, protocol, metric, reason))
 
 
 def _write_comparisons(results: list[dict], path: str) -> None:
