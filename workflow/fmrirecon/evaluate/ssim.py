@@ -42,42 +42,13 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputError
+from .presets import NSD_SSIM, SKIMAGE_DEFAULT_RGB_SSIM  # noqa: F401  (re-exported)
 
 #: skimage.color.rgb2gray weights (ITU-R 709 luma as skimage defines it).
 GREY_WEIGHTS = (0.2125, 0.7154, 0.0721)
 
 #: Gaussian truncation used by skimage's SSIM (an 11-tap window at sigma 1.5).
 TRUNCATE = 3.5
-
-#: The SSIM recipe of the NSD papers (MindEye 1/2, Brain-Diffuser; after zijin-gu/meshconv-decoding #3):
-#: ``structural_similarity(rgb2gray(resize_425(recon)), rgb2gray(resize_425(img)),
-#: gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1.0)``.
-NSD_SSIM = {
-    "resolution": 425,
-    "grey": True,
-    "gaussian_weights": True,
-    "sigma": 1.5,
-    "win_size": 11,
-    "data_range": 1.0,
-    "pixel_scale": 1,
-    "use_sample_covariance": False,
-    "K1": 0.01,
-    "K2": 0.03,
-}
-
-#: skimage's own defaults as MinD-Vis calls them: ``ssim(a, b, data_range=255, channel_axis=-1)`` on
-#: RGB uint8 images (uniform 7x7 window, sample covariance).
-SKIMAGE_DEFAULT_RGB_SSIM = {
-    "grey": False,
-    "gaussian_weights": False,
-    "sigma": 1.5,
-    "win_size": 7,
-    "data_range": 255.0,
-    "pixel_scale": 255,
-    "use_sample_covariance": True,
-    "K1": 0.01,
-    "K2": 0.03,
-}
 
 #: Pairwise SSIM backends: a C kernel built at first use (CPU), torch.compile (CPU), plain torch.
 BACKENDS = ("auto", "native", "compiled", "eager")
@@ -541,10 +512,12 @@ void ssim_matrix(const float* X, const float* UX, const float* VX, int n,
 
 @lru_cache(maxsize=8)
 def _native_library(taps: int = 11):
-    """Compile the C pair kernel for ``taps`` filter taps once per process (gcc/cc, -O3
-    -march=native, OpenMP); None if no compiler works. The library lives in a private
-    temporary directory."""
+    """The C pair kernel for ``taps`` filter taps (gcc/cc, -O3 -march=native, OpenMP); None if no
+    compiler works. Built once per machine: the library is cached under ``$FMRIRECON_CACHE`` (or
+    ``~/.cache/fmrirecon``), keyed by the source, the tap count and the compiler, and moved into
+    place atomically, so parallel evaluation jobs do not each pay for a compile."""
     import ctypes
+    import hashlib
     import shutil
     import subprocess
     import tempfile
@@ -552,20 +525,35 @@ def _native_library(taps: int = 11):
     cc = os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
     if not cc:
         return None
-    tmp = tempfile.mkdtemp(prefix="fmrirecon-ssim-")
-    src, lib = os.path.join(tmp, "ssim_matrix.c"), os.path.join(tmp, f"ssim_matrix_k{taps}.so")
-    with open(src, "w") as fh:
-        fh.write(_NATIVE_SRC)
-    for flags in (["-O3", "-march=native", "-fopenmp"], ["-O3", "-fopenmp"], ["-O3"]):
+    key = hashlib.sha256(f"{_NATIVE_SRC}|{taps}|{cc}".encode()).hexdigest()[:16]
+    cache = os.path.join(os.environ.get("FMRIRECON_CACHE") or os.path.expanduser("~/.cache/fmrirecon"), f"ssim-{key}")
+    lib = os.path.join(cache, f"ssim_matrix_k{taps}.so")
+    dll = None
+    if os.path.exists(lib):
         try:
-            cmd = [cc, *flags, f"-DKT={int(taps)}", "-shared", "-fPIC", "-o", lib, src]
-            subprocess.run(cmd, check=True, capture_output=True, timeout=120)
             dll = ctypes.CDLL(lib)
-            break
-        except (OSError, subprocess.SubprocessError):
-            continue
-    else:
-        return None
+        except OSError:
+            dll = None
+    if dll is None:
+        tmp = tempfile.mkdtemp(prefix="fmrirecon-ssim-")
+        src, built = os.path.join(tmp, "ssim_matrix.c"), os.path.join(tmp, f"ssim_matrix_k{taps}.so")
+        with open(src, "w") as fh:
+            fh.write(_NATIVE_SRC)
+        for flags in (["-O3", "-march=native", "-fopenmp"], ["-O3", "-fopenmp"], ["-O3"]):
+            try:
+                cmd = [cc, *flags, f"-DKT={int(taps)}", "-shared", "-fPIC", "-o", built, src]
+                subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+                dll = ctypes.CDLL(built)
+                break
+            except (OSError, subprocess.SubprocessError):
+                continue
+        else:
+            return None
+        try:  # share it with later processes; a failure here only costs them a compile
+            os.makedirs(cache, exist_ok=True)
+            os.replace(built, lib)
+        except OSError:
+            pass
     fp, ip = ctypes.c_void_p, ctypes.c_int
     dll.ssim_matrix.argtypes = [fp, fp, fp, ip, fp, fp, fp, ip, ip, ip, ip, fp,
                                 ctypes.c_float, ctypes.c_float, ctypes.c_float, ip, ip, ip, fp]  # fmt: skip
