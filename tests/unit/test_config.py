@@ -46,6 +46,7 @@ def test_empty_config_gets_every_default():
         (lambda c: c["datasets"][0].update(read_as="god_npz", roi_source="nifti"), r"datasets\[0\]\.roi_source"),
         (lambda c: c["methods"].update(bad={"family": "ridge", "alpha": 3}), r"methods\.bad: unknown key 'alpha'"),
         (lambda c: c["datasets"][0].update(methods=["ssl"]), r"datasets\[0\]\.methods: \[.ssl.\] not defined"),
+        (lambda c: c["evaluation"].update(protocols=["fang2021"]), r"evaluation\.protocols: unknown protocol\(s\) \['fang2021'\]"),
         (lambda c: c["methods"].update(ssl={"family": "nope"}), r"methods\.ssl\.family: 'nope' is not one of"),
         (
             lambda c: c["datasets"].append({"name": "god", "format": "god_bdata", "subjects": ["1"], "rois": ["VC"]}),

@@ -94,6 +94,10 @@ def _check_cross_references(config: dict) -> None:
             f"config error at simulation: {n_cat} categories in total (train + test + extra), "
             f"the simulator has {N_CATEGORY_KINDS}"
         )
+    from .evaluate.presets import resolve_protocols  # torch-free
+
+    evaluation = config.get("evaluation", {})
+    resolve_protocols(evaluation.get("protocols", []), evaluation.get("presets", {}))
     sim_subjects = set(sim.get("subjects", {}))
     for i, ds in enumerate(config["datasets"]):
         if ds["format"] == "simulated":
