@@ -227,3 +227,22 @@ def test_unlabeled_voxel_count_mismatch(tmp_path, sim_raw, sim_images):
     b.add("VoxelData", np.zeros((4, 5)))
     b.save(raw / "Subject1_unlabeled.h5")
     _expect_failure(tmp_path, raw, sim_images, r"Subject1_unlabeled\.h5.*5 voxels")
+
+
+def test_foreground_masks_that_do_not_match_the_images_are_refused(tmp_path, sim_raw, smoke_config):
+    """A truth file whose image names differ from the dataset's images must not be attached."""
+    from fmrirecon.data.steps import prepare_images
+
+    raw = tmp_path / "raw"
+    shutil.copytree(sim_raw, raw)
+    with h5py.File(raw / "truth.h5", "r+") as f:
+        names = f["images/train/names"][()]
+        fg = f["images/train/foreground"][()]
+        del f["images/train/names"], f["images/train/foreground"]
+        f["images/train/names"] = names[:-1]  # one image fewer than the image list
+        f["images/train/foreground"] = fg[:-1]
+    source = {"reader": "god_bdata", "root": str(raw), "images_npz": "", "truth": str(raw / "truth.h5")}
+    out = tmp_path / "images.h5"
+    with pytest.raises(InputError, match=r"truth\.h5: foreground masks do not match the train image names"):
+        prepare_images(source, smoke_config["image_size"], str(out), "x")
+    assert not out.exists()

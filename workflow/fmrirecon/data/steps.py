@@ -60,8 +60,8 @@ def _attach_foreground(stimuli: StimulusSet, truth: Path, image_size: int) -> No
                 continue
             names = f[f"images/{split}/names"][()].astype(str)
             fg = f[f"images/{split}/foreground"][()]
-            if not np.array_equal(names, part.names) and len(names) == len(part):
-                if set(names) != set(part.names):
+            if not np.array_equal(names, part.names):
+                if len(names) != len(part) or set(names) != set(part.names):
                     raise InputError(f"{truth}: foreground masks do not match the {split} image names")
                 order = {n: i for i, n in enumerate(names)}
                 fg = fg[[order[n] for n in part.names]]

@@ -275,36 +275,30 @@ def _load_state(path: Path, model: nn.Module, name: str) -> None:
         raise NetworkUnavailable(name, f"could not load {path}: {type(exc).__name__}: {exc}") from exc
 
 
-def _alexnet(weights_dir: Path | None) -> FeatureNet:
-    path, _ = _find("alexnet", weights_dir)
-    model = TorchvisionAlexNet().eval()
-    _load_state(path, model, "alexnet")
+def _state_dict_net(name: str, model: nn.Module, input_size: int, weights_dir: Path | None) -> FeatureNet:
+    """An ImageNet network from a local state dict, read layer by layer (AlexNet, VGG19)."""
+    path, _ = _find(name, weights_dir)
+    model = model.eval()
+    _load_state(path, model, name)
     return FeatureNet(
-        name="alexnet",
-        input_size=256,
+        name=name,
+        input_size=input_size,
         normalise=_affine(IMAGENET_MEAN, IMAGENET_STD),
         forward=_sequential_forward(model),
         module=model,
         source=str(path),
         extra={"generic_features": True},
     )
+
+
+def _alexnet(weights_dir: Path | None) -> FeatureNet:
+    return _state_dict_net("alexnet", TorchvisionAlexNet(), 256, weights_dir)
 
 
 def _vgg19(weights_dir: Path | None) -> FeatureNet:
     from bdpy.dl.torch.models import VGG19
 
-    path, _ = _find("vgg19", weights_dir)
-    model = VGG19().eval()
-    _load_state(path, model, "vgg19")
-    return FeatureNet(
-        name="vgg19",
-        input_size=224,
-        normalise=_affine(IMAGENET_MEAN, IMAGENET_STD),
-        forward=_sequential_forward(model),
-        module=model,
-        source=str(path),
-        extra={"generic_features": True},
-    )
+    return _state_dict_net("vgg19", VGG19(), 224, weights_dir)
 
 
 def _torchscript(name: str, weights_dir: Path | None, size: int, mean, std) -> FeatureNet:

@@ -63,14 +63,9 @@ DEFAULT_PROTOCOLS: dict[str, dict] = {
             {
                 "name": "pairwise_ssim_2way",
                 "key": "pairwise_ssim_2way",
+                **_NSD_SSIM_SPEC,
                 "resolution": 0,
                 "grey": False,
-                "gaussian_weights": True,
-                "sigma": 1.5,
-                "win_size": 11,
-                "data_range": 1.0,
-                "pixel_scale": 1,
-                "use_sample_covariance": False,
                 "samples": "first",
                 "paper_setting": "SSIM of Wang et al. 2004 (K1 0.01, K2 0.03, L = dynamic range); "
                 "50 x 49 = 2450 comparisons; colour handling and resolution not stated",
