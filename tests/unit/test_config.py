@@ -45,7 +45,12 @@ def test_empty_config_gets_every_default():
         (lambda c: c["simulation"].update(n_extra_categories=500), r"simulation: .* categories in total"),
         (lambda c: c["datasets"][0].update(read_as="god_npz", roi_source="nifti"), r"datasets\[0\]\.roi_source"),
         (lambda c: c["methods"].update(bad={"family": "ridge", "alpha": 3}), r"methods\.bad: unknown key 'alpha'"),
-        (lambda c: c["datasets"][0].update(methods=["ssl"]), r"datasets\[0\]\.methods: \[.ssl.\] not defined"),
+        (lambda c: c["datasets"][0].update(methods=["pix2pix"]), r"datasets\[0\]\.methods: \[.pix2pix.\] not defined"),
+        (lambda c: c["methods"].update(x={"family": "ssl", "overrides": {"losses": {"DF": 0}}}),
+         r"methods\.x\.overrides\.losses: unknown key 'DF'"),
+        (lambda c: c["methods"].update(x={"family": "ridge", "overrides": {"a": 1}}),
+         r"methods\.x\.overrides: family ridge has no settings block"),
+        (lambda c: c["methods"]["ssl"].update(protocols=["nope"]), r"methods\.ssl\.protocols: \['nope'\] not in evaluation"),
         (lambda c: c["evaluation"].update(protocols=["fang2021"]), r"evaluation\.protocols: unknown protocol\(s\) \['fang2021'\]"),
         (lambda c: c["methods"].update(ssl={"family": "nope"}), r"methods\.ssl\.family: 'nope' is not one of"),
         (
@@ -76,7 +81,10 @@ def test_every_schema_key_has_description_and_is_documented():
     schema = load_schema()
     readme = (REPO / "config" / "README.md").read_text()
     documented = set(re.findall(r"`([A-Za-z0-9_]+)`", readme))
-    for path, key, sub in _walk(schema):
+    defs = [(f"$defs.{name}", name, sub) for name, sub in schema.get("$defs", {}).items()]
+    for name, sub in schema.get("$defs", {}).items():
+        defs += list(_walk(sub, f"$defs.{name}."))
+    for path, key, sub in list(_walk(schema)) + defs:
         assert sub.get("description"), f"schema key {path} has no description"
         assert key in documented, f"config/README.md does not document `{key}` ({path})"
     top_defaults = {k for k, v in schema["properties"].items() if "default" in v}

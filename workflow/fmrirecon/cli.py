@@ -14,16 +14,20 @@ import sys
 import traceback
 
 from .errors import InputError
+from .train.checkpoint import Preempted
+
+PREEMPTED_EXIT = 75  # EX_TEMPFAIL: stopped on SIGTERM/SIGUSR1 after checkpointing
 
 
-def configure(log_path: str | None, threads: int = 1) -> None:
+def configure(log_path: str | None, threads: int = 1, tag: str = "") -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a hub id must fail fast, never download
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_path:
         os.makedirs(os.path.dirname(log_path) or ".", exist_ok=True)
         handlers.append(logging.FileHandler(log_path, mode="w"))
+    name = f"%(name)s[{tag}]" if tag else "%(name)s"  # tag: the rank of a data-parallel worker
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        level=logging.INFO, format=f"%(asctime)s {name} %(levelname)s %(message)s",
         handlers=handlers, force=True,
     )  # fmt: skip
     import torch
@@ -32,14 +36,40 @@ def configure(log_path: str | None, threads: int = 1) -> None:
 
 
 def run_step(smk, function, **kwargs) -> None:
-    """Call ``function(**kwargs)`` inside a Snakemake ``script:`` job."""
+    """Call ``function(**kwargs)`` inside a Snakemake ``script:`` job.
+
+    A job given several GPUs (``resources: gpu`` > 1) runs ``function`` in that many data-parallel
+    processes (:mod:`fmrirecon.train.distributed`); ``FMRIRECON_NPROC`` overrides the count.
+    """
     log_path = smk.log[0] if len(smk.log) else None
-    configure(log_path, getattr(smk, "threads", 1))
+    threads = getattr(smk, "threads", 1)
+    from .train.distributed import world_size_for
+
+    nproc = world_size_for(getattr(getattr(smk, "resources", None), "gpu", 0))
+    if nproc > 1:
+        from .train.distributed import launch
+
+        configure(None, threads)
+        logging.getLogger("fmrirecon").info("launching %d data-parallel processes", nproc)
+        code = launch(function, kwargs, nproc, log_path, threads)
+    else:
+        code = run_function(function, kwargs, log_path, threads)
+    if code:
+        sys.exit(code)
+
+
+def run_function(function, kwargs: dict, log_path: str | None, threads: int, tag: str = "") -> int:
+    """``function(**kwargs)`` with logging configured; returns the exit code for the job."""
+    configure(log_path, threads, tag)
     try:
         function(**kwargs)
     except InputError as exc:
         logging.getLogger("fmrirecon").error("%s", exc)
-        sys.exit(1)
+        return 1
+    except Preempted as exc:  # checkpoint saved; a non-zero exit makes Snakemake retry/resume
+        logging.getLogger("fmrirecon").warning("PREEMPTED: %s", exc)
+        return PREEMPTED_EXIT
     except Exception:
         logging.getLogger("fmrirecon").error("unexpected failure:\n%s", traceback.format_exc())
-        sys.exit(1)
+        return 1
+    return 0

@@ -8,6 +8,7 @@ path, e.g. ``config error at datasets[0]: unknown key 'formt' (allowed: format, 
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -61,6 +62,12 @@ def _explain(error: jsonschema.ValidationError) -> str:
 
 
 def load_schema(path: Path = SCHEMA_PATH) -> dict:
+    """The parsed schema (a fresh copy; parsed once per process, the DAG asks many times)."""
+    return copy.deepcopy(_parsed_schema(str(path)))
+
+
+@functools.lru_cache(maxsize=4)
+def _parsed_schema(path: str) -> dict:
     with open(path) as fh:
         return yaml.safe_load(fh)
 
@@ -98,6 +105,15 @@ def _check_cross_references(config: dict) -> None:
 
     evaluation = config.get("evaluation", {})
     resolve_protocols(evaluation.get("protocols", []), evaluation.get("presets", {}))
+    protocols = set(evaluation.get("protocols", []))
+    for name, spec in config.get("methods", {}).items():
+        extra = [p for p in spec.get("protocols", []) if p not in protocols]
+        if extra:
+            raise InputError(
+                f"config error at methods.{name}.protocols: {extra} not in evaluation.protocols "
+                f"({sorted(protocols)})"
+            )
+        method_settings(config, name)
     sim_subjects = set(sim.get("subjects", {}))
     for i, ds in enumerate(config["datasets"]):
         if ds["format"] == "simulated":
@@ -128,6 +144,49 @@ def _check_cross_references(config: dict) -> None:
             raise InputError(
                 f"config error at datasets[{i}].unlabeled_fmri: only supported with format god_bdata"
             )
+
+
+def _deep_merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def method_settings(config: dict, method: str, schema: dict | None = None) -> dict:
+    """The settings a trained method runs with: its family's top-level block + its overrides.
+
+    ``methods.<m>.overrides`` is deep-merged over ``config[<family>]``; the result is validated
+    (with defaults) against the family block's schema, so an ablation cannot misspell a key.
+    Families without a block (the baselines) return their method entry unchanged.
+
+    Raises:
+        InputError: one line naming ``methods.<m>.overrides`` and the offending key.
+    """
+    spec = config["methods"][method]
+    family = spec["family"]
+    schema = _parsed_schema(str(SCHEMA_PATH)) if schema is None else schema  # read-only here
+    block_schema = schema["properties"].get(family)
+    if block_schema is None:
+        if spec.get("overrides"):
+            raise InputError(
+                f"config error at methods.{method}.overrides: family {family} has no settings "
+                "block to override"
+            )
+        return spec
+    merged = _deep_merge(config.get(family, {}), spec.get("overrides", {}))
+    validator = _validator_with_defaults()({**block_schema, "$defs": schema.get("$defs", {})})
+    errors = sorted(validator.iter_errors(merged), key=lambda e: (len(e.absolute_path), e.path))
+    if errors:
+        message = _explain(jsonschema.exceptions.best_match(errors))
+        message = message.replace("config error at ", "", 1)
+        where, _, rest = message.partition(": ")
+        where = "" if where == "<top level>" else f".{where}"
+        raise InputError(f"config error at methods.{method}.overrides{where}: {rest}")
+    return merged
 
 
 def config_hash(*parts) -> str:

@@ -19,6 +19,12 @@ def atomic_path(path: str | os.PathLike):
     Works for files and folders. On error the temporary is removed and ``path`` is untouched.
     """
     path = Path(path)
+    if not _is_main_process():  # data-parallel workers: only rank 0 writes the real outputs
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="fmrirecon-rank-") as scratch:
+            yield Path(scratch) / path.name
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.partial")
     _remove(tmp)
@@ -28,6 +34,13 @@ def atomic_path(path: str | os.PathLike):
         os.replace(tmp, path)
     finally:
         _remove(tmp)
+
+
+def _is_main_process() -> bool:
+    import sys
+
+    dist = sys.modules.get("torch.distributed")  # never import torch just to ask
+    return not (dist is not None and dist.is_available() and dist.is_initialized() and dist.get_rank() != 0)
 
 
 def _remove(p: Path) -> None:
