@@ -107,3 +107,130 @@ def plot_metrics(table: str, output: str) -> None:
     with atomic_path(output) as tmp:
         fig.savefig(tmp, format="png", dpi=80)
     plt.close(fig)
+
+
+def plot_label_maps(images: np.ndarray, maps: np.ndarray, truth, output: str, summary: dict, n: int = 10) -> None:
+    """Test images, their F-attention label maps and (simulated data) the true foreground."""
+    n = min(n, len(images))
+    rows = 3 if truth is not None else 2
+    fig, axes = plt.subplots(rows, n, figsize=(1.05 * n + 1.2, 1.15 * rows), squeeze=False)
+    for j in range(n):
+        axes[0, j].imshow(images[j])
+        axes[1, j].imshow(maps[j], cmap="gray", vmin=0, vmax=1)
+        if truth is not None:
+            axes[2, j].imshow(truth[j], cmap="gray", vmin=0, vmax=1)
+    names = ["image", "label map", "true fg"]
+    for i in range(rows):
+        axes[i, 0].set_ylabel(names[i], rotation=0, ha="right", va="center", fontsize=8)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+    title = f"F-attention label maps ({summary.get('method')})"
+    if "iou_vs_truth" in summary:
+        title += f": mean IoU vs true foreground {summary['iou_vs_truth']:.2f}"
+    fig.suptitle(title, fontsize=8)
+    fig.tight_layout(pad=0.2)
+    with atomic_path(output) as tmp:
+        fig.savefig(tmp, format="png", dpi=90)
+    plt.close(fig)
+
+
+def _read_tsv(path: str) -> dict[str, list[float]]:
+    with open(path) as fh:
+        rows = list(csv.DictReader(fh, delimiter="\t"))
+    cols: dict[str, list[float]] = {}
+    for r in rows:
+        for k, v in r.items():
+            cols.setdefault(k, []).append(_num(v))
+    return cols
+
+
+def plot_training_curves(logs: list[str], output: str) -> None:
+    """Per-epoch losses of every training job (one panel per job, every loss term a line)."""
+    logs = sorted(logs)
+    ncol = 4
+    nrow = max(1, math.ceil(len(logs) / ncol))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.4 * ncol, 2.3 * nrow), squeeze=False)
+    for ax, path in zip(axes.ravel(), logs):
+        cols = _read_tsv(path)
+        epoch = cols.get("epoch", [])
+        for key, vals in cols.items():
+            if key in ("epoch", "step", "lr", "wall_s"):
+                continue
+            ax.plot(epoch, vals, marker=".", lw=1, label=key, ls="-" if key == "loss" else "--")
+        parts = Path(path).parts
+        ax.set_title("/".join(parts[-4:-1]) if len(parts) >= 4 else path, fontsize=6)
+        ax.set_xlabel("epoch", fontsize=6)
+        ax.tick_params(labelsize=6)
+        ax.legend(fontsize=5)
+    for ax in axes.ravel()[len(logs):]:
+        ax.axis("off")
+    fig.tight_layout()
+    with atomic_path(output) as tmp:
+        fig.savefig(tmp, format="png", dpi=80)
+    plt.close(fig)
+
+
+def plot_method_groups(table: str, groups: dict[str, list[str]], rois: dict[str, list[str]], output: str) -> None:
+    """Ablation and ROI charts for trained method families.
+
+    For each family: one row of panels. ``groups[family]`` are its methods (full method first);
+    the left panels compare them on their common ROI, the right ones compare the ROIs
+    ``rois[family]`` of the full method. Every bar has its shuffled-id control (hatched) beside
+    it and the chance level dashed; one bar per subject (mean over subjects shown as the bar,
+    subjects as dots).
+    """
+    rows = [r for r in _read_rows(table) if r["value"] not in ("", "None")]
+    panels = []
+    for family, methods in groups.items():
+        sel = [r for r in rows if r["method"] in methods]
+        for protocol, metric in sorted({(r["protocol"], r["metric"]) for r in sel}):
+            panels.append((family, "ablation", protocol, metric, methods))
+            if len(rois.get(family, [])) > 1:
+                panels.append((family, "roi", protocol, metric, methods[:1]))
+    if not panels:
+        panels = []
+    ncol = 4
+    nrow = max(1, math.ceil(len(panels) / ncol))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 2.9 * nrow), squeeze=False)
+    for ax, (family, kind, protocol, metric, methods) in zip(axes.ravel(), panels):
+        sel = [r for r in rows if r["protocol"] == protocol and r["metric"] == metric and r["method"] in methods]
+        if kind == "ablation":
+            common = _common_roi(sel, methods)
+            sel = [r for r in sel if r["roi"] == common]
+            keys = [(m, common) for m in methods]
+            title = f"{family} ablations ({common})"
+        else:
+            keys = [(methods[0], roi) for roi in rois[family]]
+            title = f"{methods[0]} by ROI"
+        labels, x = [], 0
+        for method, roi in keys:
+            for control in ("none", "shuffled_ids"):
+                vals = [_num(r["value"]) for r in sel if r["method"] == method and r["roi"] == roi and r["control"] == control]
+                if not vals:
+                    continue
+                ax.bar(x, np.mean(vals), color="#bbbbbb" if control != "none" else "#4c72b0",
+                       hatch="//" if control != "none" else "")  # fmt: skip
+                ax.plot([x] * len(vals), vals, "k.", ms=3)
+                labels.append((x, (method if kind == "ablation" else roi) + (" shuf" if control != "none" else "")))
+                x += 1
+            x += 0.4
+        chance = [_num(r["chance"]) for r in sel if not math.isnan(_num(r["chance"]))]
+        if chance:
+            ax.axhline(chance[0], ls="--", color="k", lw=0.8)
+        ax.set_xticks([p for p, _ in labels], [t for _, t in labels], fontsize=6, rotation=30, ha="right")
+        ax.set_title(f"{title}\n{protocol}: {metric}", fontsize=7)
+        ax.tick_params(axis="y", labelsize=6)
+    for ax in axes.ravel()[len(panels):]:
+        ax.axis("off")
+    fig.tight_layout()
+    with atomic_path(output) as tmp:
+        fig.savefig(tmp, format="png", dpi=80)
+    plt.close(fig)
+
+
+def _common_roi(rows: list[dict], methods: list[str]) -> str:
+    per = [{r["roi"] for r in rows if r["method"] == m} for m in methods]
+    per = [s for s in per if s]
+    common = set.intersection(*per) if per else set()
+    return sorted(common)[0] if common else (sorted({r["roi"] for r in rows}) or [""])[0]

@@ -1,0 +1,1 @@
+"""Foreground-attention label maps (paper 000)."""

@@ -1,0 +1,58 @@
+"""The report's training section: loss curves, encoder accuracy, F-attention decoding quality."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..data.atomic import atomic_path
+from .figures import plot_training_curves
+
+
+def _unit(path: str) -> tuple[str, str, str]:
+    """(dataset, subject, roi) from results/<dataset>/sub-<s>/roi-<r>/... ."""
+    parts = Path(path).parts
+    i = next(k for k, p in enumerate(parts) if p.startswith("sub-"))
+    return parts[i - 1], parts[i][4:], parts[i + 1][4:]
+
+
+def training_report(logs: list[str], accuracy: list[str], attention: list[str], labels: list[str],
+                    curves: str, summary: str) -> None:  # fmt: skip
+    """Plot every loss log; tabulate encoder test accuracy and decoded F-attention IoU per unit."""
+    plot_training_curves(logs, curves)
+    rows = []
+    for path in accuracy:
+        with open(path) as fh:
+            table = list(csv.DictReader(fh, delimiter="\t"))
+        r = np.array([float(t["r"]) for t in table])
+        rn = np.array([float(t["r_normalised"]) for t in table])
+        d, s, roi = _unit(path)
+        rows.append({"dataset": d, "subject": s, "roi": roi, "stage": "encoder",
+                     "quantity": "median test r (voxels)", "value": float(np.median(r))})  # fmt: skip
+        if np.isfinite(rn).any():
+            rows.append({"dataset": d, "subject": s, "roi": roi, "stage": "encoder",
+                         "quantity": "median test r / noise ceiling", "value": float(np.nanmedian(rn))})  # fmt: skip
+    for path in attention:
+        with open(path) as fh:
+            info = json.load(fh)
+        d, s, roi = _unit(path)
+        for key in ("iou_vs_truth", "iou_vs_truth_shuffled", "iou_vs_label_maps", "iou_vs_label_maps_shuffled"):
+            if key in info:
+                rows.append({"dataset": d, "subject": s, "roi": roi, "stage": "attention_decoder",
+                             "quantity": f"test {key.replace('_', ' ')}", "value": info[key]})  # fmt: skip
+    for path in labels:
+        with open(path) as fh:
+            info = json.load(fh)
+        d = Path(path).parts[-3]
+        for split in ("train", "test"):
+            for key in ("iou_vs_truth", "iou_vs_truth_saliency", "foreground_fraction"):
+                if key in info.get(split, {}):
+                    rows.append({"dataset": d, "subject": "", "roi": "", "stage": "label_maps",
+                                 "quantity": f"{split} {key.replace('_', ' ')}", "value": info[split][key]})  # fmt: skip
+    with atomic_path(summary) as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["dataset", "subject", "roi", "stage", "quantity", "value"])
+        writer.writeheader()
+        writer.writerows(rows)
