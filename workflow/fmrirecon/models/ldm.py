@@ -1,0 +1,216 @@
+"""The latent diffusion side of paper 001 (CAD), built on diffusers.
+
+- first stage: ``AutoencoderKL`` or ``VQModel`` (images (B, 3, H, W) in [-1, 1] <-> latents
+  (B, 4, H/f, W/f));
+- the denoiser: ``UNet2DConditionModel`` with cross-attention (width ``cross_attention_dim``) and
+  ``class_embed_type='projection'``, so a pooled condition vector is added to the time embedding
+  (the double conditioning of MinD-Vis / CAD section 4.2.2);
+- :class:`LabelConditioner` turns category ids into that condition (our own label-to-image LDM);
+- :class:`FmriConditioner` turns fMRI into it: the fMRI MAE encoder's token sequence (B, L, D)
+  projected to (B, L, cross_attention_dim) for keys/values, and its mean token projected to the
+  pooled vector (B, pooled_dim).
+
+An LDM folder is a diffusers layout: ``vae/`` (AutoencoderKL) or ``vqvae/`` (VQModel), ``unet/``
+and ``scheduler/``, each with ``config.json`` and ``diffusion_pytorch_model.safetensors``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import InputError
+from .mae import FmriMAE
+
+log = logging.getLogger(__name__)
+
+#: Named sizes of the first stage and the UNet. ``tiny``: a 32 px image -> 4x8x8 latents;
+#: ``paper``: the LDM f=4 VQ first stage on 256 px (64x64x3 latents in the paper; 4 channels here)
+#: and a UNet of the label-to-image LDM's width (~400M parameters).
+AUTOENCODER_SIZES = {
+    "tiny": dict(block_out_channels=(16, 32, 32), layers_per_block=1, latent_channels=4, norm_num_groups=8),
+    "paper": dict(block_out_channels=(128, 256, 512), layers_per_block=2, latent_channels=4, norm_num_groups=32),
+}  # fmt: skip
+UNET_SIZES = {
+    "tiny": dict(block_out_channels=(32, 64, 64), layers_per_block=1, cross_attention_dim=64,
+                 attention_head_dim=8, pooled_dim=64, norm_num_groups=16),
+    "paper": dict(block_out_channels=(192, 384, 576, 960), layers_per_block=2, cross_attention_dim=512,
+                  attention_head_dim=32, pooled_dim=512, norm_num_groups=32),
+}  # fmt: skip
+FIRST_STAGE_FOLDERS = {"kl": "vae", "vq": "vqvae"}
+
+
+def build_autoencoder(kind: str, size: str):
+    from diffusers import AutoencoderKL, VQModel
+
+    s = AUTOENCODER_SIZES[size]
+    n = len(s["block_out_channels"])
+    common = dict(
+        in_channels=3, out_channels=3, block_out_channels=s["block_out_channels"],
+        layers_per_block=s["layers_per_block"], latent_channels=s["latent_channels"],
+        norm_num_groups=s["norm_num_groups"], down_block_types=("DownEncoderBlock2D",) * n,
+        up_block_types=("UpDecoderBlock2D",) * n,
+    )  # fmt: skip
+    if kind == "kl":
+        return AutoencoderKL(**common)
+    return VQModel(**common, num_vq_embeddings=256, vq_embed_dim=s["latent_channels"])
+
+
+def downsample_factor(vae) -> int:
+    return 2 ** (len(vae.config.block_out_channels) - 1)
+
+
+def build_unet(size: str, latent_size: int, latent_channels: int = 4, cross_attention_dim: int = 0,
+               pooled_dim: int = 0):  # fmt: skip
+    """A fresh UNet of a named size (widths of the conditions overridable)."""
+    from diffusers import UNet2DConditionModel
+
+    s = dict(UNET_SIZES[size])
+    s["cross_attention_dim"] = cross_attention_dim or s["cross_attention_dim"]
+    s["pooled_dim"] = pooled_dim or s["pooled_dim"]
+    n = len(s["block_out_channels"])
+    down = ("CrossAttnDownBlock2D",) * (n - 1) + ("DownBlock2D",)
+    up = ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (n - 1)
+    return UNet2DConditionModel(
+        sample_size=latent_size, in_channels=latent_channels, out_channels=latent_channels,
+        block_out_channels=s["block_out_channels"], layers_per_block=s["layers_per_block"],
+        down_block_types=down, up_block_types=up, cross_attention_dim=s["cross_attention_dim"],
+        attention_head_dim=s["attention_head_dim"], norm_num_groups=s["norm_num_groups"],
+        class_embed_type="projection", projection_class_embeddings_input_dim=s["pooled_dim"],
+    )  # fmt: skip
+
+
+def train_scheduler():
+    """DDPM, 1000 steps, scaled-linear betas (the LDM schedule)."""
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085,
+                         beta_end=0.012, clip_sample=False)  # fmt: skip
+
+
+def sampling_scheduler(train_sched, sampler: str):
+    """``plms`` = diffusers' PNDM with ``skip_prk_steps`` (the paper's PLMS), or ``ddim`` (eta 0)."""
+    from diffusers import DDIMScheduler, PNDMScheduler
+
+    if sampler == "plms":
+        return PNDMScheduler.from_config(train_sched.config, skip_prk_steps=True)
+    return DDIMScheduler.from_config(train_sched.config)
+
+
+class LabelConditioner(nn.Module):
+    """Category id (B,) -> tokens (B, n_tokens, cross_dim) and pooled (B, pooled_dim). Id
+    ``n_classes`` is the null class (unknown category, and the dropped condition)."""
+
+    def __init__(self, n_classes: int, cross_dim: int, pooled_dim: int, n_tokens: int = 1):
+        super().__init__()
+        self.n_classes, self.n_tokens, self.cross_dim = n_classes, n_tokens, cross_dim
+        self.tokens = nn.Embedding(n_classes + 1, n_tokens * cross_dim)
+        self.pooled = nn.Embedding(n_classes + 1, pooled_dim)
+
+    def forward(self, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.tokens(labels).reshape(len(labels), self.n_tokens, self.cross_dim), self.pooled(labels)
+
+
+class FmriConditioner(nn.Module):
+    """fMRI (B, V) -> the UNet's conditions: tokens (B, L, cross_dim) for cross-attention keys and
+    values, pooled (B, pooled_dim) added to the time embedding."""
+
+    def __init__(self, encoder: FmriMAE, cross_dim: int, pooled_dim: int):
+        super().__init__()
+        self.encoder = encoder
+        self.to_tokens = nn.Linear(encoder.embed_dim, cross_dim)
+        self.to_pooled = nn.Linear(encoder.embed_dim, pooled_dim)
+
+    def forward(self, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.encoder.features(v)
+        return self.to_tokens(h), self.to_pooled(h.mean(1))
+
+
+def check_unet_fits(unet, cross_dim: int, pooled_dim: int, where: str) -> None:
+    """Fail clearly when the UNet's cross-attention / class-projection widths differ from ours."""
+    have = unet.config.cross_attention_dim
+    if have != cross_dim:
+        raise InputError(
+            f"{where}: the UNet's cross_attention_dim is {have} but the fMRI encoder's condition tokens "
+            f"are {cross_dim} wide; use a UNet built with cross_attention_dim={cross_dim} or pick the "
+            "cad.size whose width matches"
+        )
+    if unet.config.class_embed_type == "projection" and unet.config.projection_class_embeddings_input_dim != pooled_dim:
+        raise InputError(
+            f"{where}: the UNet's projection_class_embeddings_input_dim is "
+            f"{unet.config.projection_class_embeddings_input_dim}, the fMRI pooled condition is {pooled_dim}"
+        )
+
+
+def freeze_for_fmri_tuning(unet) -> list[nn.Parameter]:
+    """Freeze the UNet except its cross-attention layers (``attn2``); return those parameters."""
+    unet.requires_grad_(False)
+    params = []
+    for name, p in unet.named_parameters():
+        if ".attn2." in name:
+            p.requires_grad_(True)
+            params.append(p)
+    return params
+
+
+def load_ldm_folder(folder: str | os.PathLike) -> dict:
+    """Read a diffusers LDM folder: {"vae", "kind", "unet", "scheduler"} on CPU, eval mode.
+
+    Raises:
+        InputError: the folder or one of its parts is missing or unreadable.
+    """
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel, VQModel
+
+    root = Path(folder)
+    if not root.is_dir():
+        raise InputError(
+            f"cad.pretrained_ldm: {root} is not a folder; expected a diffusers LDM folder with "
+            "vae/ (or vqvae/), unet/ and scheduler/ (or leave pretrained_ldm empty to train our own)"
+        )
+    kind = next((k for k, sub in FIRST_STAGE_FOLDERS.items() if (root / sub / "config.json").exists()), None)
+    if kind is None or not (root / "unet" / "config.json").exists():
+        raise InputError(f"{root}: expected vae/config.json (or vqvae/config.json) and unet/config.json")
+    try:
+        vae_cls = AutoencoderKL if kind == "kl" else VQModel
+        vae = vae_cls.from_pretrained(root / FIRST_STAGE_FOLDERS[kind])
+        unet = UNet2DConditionModel.from_pretrained(root / "unet")
+        sched = (DDPMScheduler.from_pretrained(root / "scheduler") if (root / "scheduler").is_dir()
+                 else train_scheduler())  # fmt: skip
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{root}: not a readable diffusers LDM folder ({exc})") from None
+    if unet.config.cross_attention_dim is None:
+        raise InputError(f"{root}/unet: the UNet has no cross-attention (cross_attention_dim is null)")
+    vae.eval()
+    unet.eval()
+    return {"vae": vae, "kind": kind, "unet": unet, "scheduler": sched}
+
+
+def encode_latents(vae, kind: str, x: torch.Tensor) -> torch.Tensor:
+    """Images (B, 3, H, W) in [-1, 1] -> scaled latents (the posterior mean for a KL first stage)."""
+    scale = float(getattr(vae.config, "scaling_factor", 1.0) or 1.0)
+    if kind == "kl":
+        return vae.encode(x).latent_dist.mean * scale
+    return vae.encode(x).latents * scale
+
+
+def decode_latents(vae, kind: str, z: torch.Tensor) -> torch.Tensor:
+    scale = float(getattr(vae.config, "scaling_factor", 1.0) or 1.0)
+    return vae.decode(z / scale).sample.clamp(-1, 1)
+
+
+@torch.no_grad()
+def sample(unet, scheduler, tokens: torch.Tensor, pooled: torch.Tensor | None, noise: torch.Tensor,
+           steps: int) -> torch.Tensor:  # fmt: skip
+    """Denoise ``noise`` (B, C, h, w) with conditions (B, L, D) / (B, P) in ``steps`` steps."""
+    scheduler.set_timesteps(steps)
+    z = noise * scheduler.init_noise_sigma
+    class_labels = pooled if unet.config.class_embed_type == "projection" else None
+    for t in scheduler.timesteps:
+        inp = scheduler.scale_model_input(z, t)
+        eps = unet(inp, t, encoder_hidden_states=tokens, class_labels=class_labels).sample
+        z = scheduler.step(eps, t, z).prev_sample
+    return z

@@ -1,0 +1,22 @@
+"""Adapter for rule tune_cross_modal (paper 001, CAD): see fmrirecon.cad.tune_cross_modal."""
+
+import sys
+
+sys.path.insert(0, snakemake.scriptdir + "/..")  # noqa: F821  (the fmrirecon package)
+from fmrirecon.cad import tune_cross_modal  # noqa: E402
+from fmrirecon.cli import run_step  # noqa: E402
+
+run_step(
+    snakemake,  # noqa: F821
+    tune_cross_modal,
+    data=snakemake.input.data,  # noqa: F821
+    images=snakemake.input.images,  # noqa: F821
+    fmri_mae=snakemake.input.fmri_mae,  # noqa: F821
+    image_mae=snakemake.input.image_mae,  # noqa: F821
+    settings=snakemake.params.settings,  # noqa: F821
+    training=snakemake.params.training,  # noqa: F821
+    checkpoint_dir=snakemake.params.checkpoint_dir,  # noqa: F821
+    seed=snakemake.params.seed,  # noqa: F821
+    output=snakemake.output.model,  # noqa: F821
+    loss_log=snakemake.output.losses,  # noqa: F821
+)
