@@ -4,7 +4,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml envs/constraints.txt | cksum | cut -d' ' -f1)
 CORES ?= 2
 
-.PHONY: setup run report test lint clean
+.PHONY: setup run report test test-cluster bench lint clean
 
 setup: $(STAMP)
 
@@ -24,6 +24,14 @@ run: setup
 # The test suite (unit tests, workflow tests on the smoke config, lint).
 test: setup
 	$(VENV)/bin/python -m pytest -ra
+
+# Only the real-SLURM tests (tests/cluster: needs root + apt-get, else skipped). `make test` runs them too.
+test-cluster: setup
+	$(VENV)/bin/python -m pytest -ra -s -m slurm tests/cluster
+
+# Benchmarks that print timings (see README "Tests and benchmarks").
+bench: setup
+	$(VENV)/bin/python benchmarks/bench_dryrun.py
 
 lint: setup
 	$(VENV)/bin/snakemake --lint
