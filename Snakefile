@@ -26,6 +26,11 @@ report: "workflow/report/workflow.rst"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/encdec_common.smk"
+include: "workflow/rules/labels.smk"
+include: "workflow/rules/encoders.smk"
+include: "workflow/rules/decoders.smk"
+include: "workflow/rules/ldm.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 

@@ -101,11 +101,38 @@ def test_decoder_beats_its_shuffled_control_and_the_floor(smoke_run):
     assert get("oracle", "oracle") > get("mean-image", "mean_image")
 
 
+def test_trained_methods_of_papers_002_and_000_reach_metrics_and_report(smoke_run):
+    """Encoder → attention decoder → decoders → recon → metrics, for every method and ablation."""
+    with open(smoke_run / "results" / "metrics.csv", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["dataset"] == "simgod"]
+    methods = ("ssl", "ssl-supervised", "loopencdec", "loopencdec-nofa", "loopencdec-noloop", "loopencdec-nofa-noloop")
+    for method in methods:
+        got = {(r["protocol"], r["control"]) for r in rows if r["method"] == method}
+        assert got == {(p, c) for p in ("fang2020_pairwise_ssim", "gaziv2022") for c in ("none", "shuffled_ids")}, method
+    unit = smoke_run / "results" / "simgod" / "sub-1" / "roi-VC"
+    assert (unit / "encoder" / "voxel_accuracy.tsv").exists() and (unit / "attention" / "summary.json").exists()
+    for method in methods:
+        log = (unit / method / "losses.tsv").read_text().splitlines()
+        assert log[0].startswith("epoch\tstep\tlr") and len(log) == 3  # two epochs in the smoke config
+    # the overrides reach the networks: -nofa decodes without F-attention, the full method with it
+    hp = {m: json.loads((unit / m / "decoder.json").read_text()) for m in ("loopencdec", "loopencdec-nofa")}
+    assert (hp["loopencdec"]["lambda"], hp["loopencdec"]["mu"]) == (0.7, 0.3)
+    assert (hp["loopencdec-nofa"]["lambda"], hp["loopencdec-nofa"]["mu"]) == (0.0, 1.0)
+    assert not list((smoke_run / "results" / "checkpoints").rglob("checkpoint.pt"))  # removed when done
+    with open(smoke_run / "results" / "training_summary.csv", newline="") as fh:
+        summary = list(csv.DictReader(fh))
+    assert {r["stage"] for r in summary} >= {"encoder", "attention_decoder", "label_maps"}
+    for name in ("training_curves.png", "method_groups.png"):
+        assert (smoke_run / "results" / "report" / name).stat().st_size > 10_000
+    assert (smoke_run / "results" / "report" / "label_maps" / "simgod.png").exists()
+
+
 def test_report_renders_with_images_and_tables(smoke_run):
     snakemake(smoke_run, "--report", "report.html", configfile=REPO / "config" / "smoke.yaml")
     html = (smoke_run / "report.html").read_text(errors="replace")
     assert len(html) > 100_000
-    for name in ("metrics.csv", "method_comparisons.csv", "unavailable_metrics.csv", "metrics.png", "simgod_sub-1_roi-VC.png"):
+    for name in ("metrics.csv", "method_comparisons.csv", "unavailable_metrics.csv", "metrics.png", "simgod_sub-1_roi-VC.png",
+                 "training_curves.png", "training_summary.csv", "method_groups.png"):  # fmt: skip
         assert name in html, name
     assert "data:image/png;base64" in html or "image/png" in html
 

@@ -1,6 +1,6 @@
 # Helpers shared by the rules: wildcard constraints from the config, input functions, targets.
 from fmrirecon.baselines import BASELINE_FAMILIES
-from fmrirecon.config import config_hash, dataset_entry
+from fmrirecon.config import config_hash, dataset_entry, method_settings
 from fmrirecon.evaluate.presets import resolve_protocols
 
 DATASETS = {d["name"]: d for d in config["datasets"]}
@@ -193,12 +193,47 @@ def get_protocol(wildcards):
     return PROTOCOL_SPECS[wildcards.protocol]
 
 
+def method_protocols(method):
+    return METHODS[method]["protocols"] or PROTOCOLS
+
+
 def metrics_targets():
     return [
         f"results/{d}/sub-{s}/roi-{r}/{m}/metrics-{p}.json"
         for d, s, r, m in recon_units()
-        for p in PROTOCOLS
+        for p in method_protocols(m)
     ]
+
+
+def methods_of(*families):
+    return [m for m, s in METHODS.items() if s["family"] in families]
+
+
+def get_method_settings(wildcards):
+    """A trained method's merged settings (family block + the method's overrides)."""
+    return method_settings(config, wildcards.method)
+
+
+TRAINING = config["training"]
+
+
+# Each family's .smk appends a callable returning its loss-log paths (per-epoch TSV written by
+# fmrirecon.train.loop.write_loss_log); the report plots every one of them.
+TRAINING_LOGS = []
+
+
+def training_log_targets():
+    return sorted({p for fn in TRAINING_LOGS for p in fn()})
+
+
+def checkpoint_dir(rule_name, *parts):
+    """This job's checkpoint folder: outside its outputs, so a failed/preempted job keeps it."""
+    return os.path.join(TRAINING["checkpoint_dir"], rule_name, *parts)
+
+
+def gpu_resource():
+    """The `gpu` resource of every training or sampling step, from the config (0 on CPU-only)."""
+    return TRAINING["gpus"]
 
 
 def grid_targets():
@@ -240,4 +275,24 @@ def get_all_targets():
         ]
         + grid_targets()
         + ["results/report/metrics.png"]
+        + encdec_targets()
+        + label_map_targets()
+        + training_targets()
+    )
+
+
+def training_targets():
+    """The report's training section, whenever some target trains a network."""
+    if not training_log_targets():
+        return []
+    return ["results/report/training_curves.png", "results/training_summary.csv"]
+
+
+def label_map_targets():
+    return sorted(
+        {
+            f"results/report/label_maps/{d}.png"
+            for d, s, r, m in recon_units()
+            if METHODS[m]["family"] == "loopencdec"
+        }
     )

@@ -38,3 +38,51 @@ rule plot_metrics:
         "../../envs/fmrirecon.yaml"
     script:
         "../scripts/plot_metrics.py"
+
+
+rule plot_training:
+    input:
+        unpack(lambda wc: {"logs": training_log_targets(), **encdec_summary_inputs()}),
+    output:
+        curves=report(
+            "results/report/training_curves.png",
+            caption="../report/training_curves.rst",
+            category="Training",
+            labels={"figure": "loss curves"},
+        ),
+        summary=report(
+            "results/training_summary.csv",
+            caption="../report/training_summary.rst",
+            category="Training",
+            labels={"table": "encoders and attention decoders"},
+        ),
+    log:
+        "results/logs/plot_training/plot_training.log",
+    conda:
+        "../../envs/fmrirecon.yaml"
+    script:
+        "../scripts/plot_training.py"
+
+
+rule plot_method_groups:
+    input:
+        "results/metrics.csv",
+    output:
+        report(
+            "results/report/method_groups.png",
+            caption="../report/method_groups.rst",
+            category="Metrics",
+            labels={"figure": "ablations and ROIs"},
+        ),
+    log:
+        "results/logs/plot_method_groups/plot_method_groups.log",
+    conda:
+        "../../envs/fmrirecon.yaml"
+    params:
+        groups=encdec_groups(),
+        rois={
+            f: list(dict.fromkeys(r for *_, r, m in recon_units() if m == f))
+            for f in ("ssl", "loopencdec")
+        },
+    script:
+        "../scripts/plot_method_groups.py"
