@@ -351,3 +351,20 @@ def test_paper_sizes_build_with_the_papers_dimensions():
     enc = ImageEncoder(12, "paper")
     assert enc.backbone.input_size == 112 and enc(torch.rand(1, 3, 112, 112)).shape == (1, 12)
     assert max(br.out_size for br in enc.branches) == 28  # paper 002's 28x28 / 14x14 grids
+
+
+def test_voxel_accuracy_matches_numpy_correlation_and_divides_by_the_ceiling():
+    from fmrirecon.encdec.steps import voxel_accuracy
+
+    rng = np.random.default_rng(0)
+    true = rng.normal(size=(30, 4))
+    pred = true + rng.normal(size=(30, 4))
+    pred[:, 3] = 1.0  # a constant prediction has no correlation
+    ceiling = np.array([0.5, 1.0, 0.0, 0.8])
+    out = voxel_accuracy(pred, true, ceiling)
+    ref = [np.corrcoef(pred[:, v], true[:, v])[0, 1] for v in range(3)]
+    np.testing.assert_allclose(out["r"][:3], ref, rtol=1e-10)
+    assert out["r"][3] == 0.0
+    np.testing.assert_allclose(out["r_normalised"][[0, 1]], [ref[0] / 0.5, ref[1]], rtol=1e-10)
+    assert np.isnan(out["r_normalised"][2])  # no ceiling, no normalised value
+    assert np.isnan(voxel_accuracy(pred, true, None)["r_normalised"]).all()
