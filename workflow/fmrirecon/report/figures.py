@@ -48,6 +48,16 @@ def plot_reconstructions(images: str, recons: list[str], n_images: int, output: 
     plt.close(fig)
 
 
+def _save_panels(fig, axes, n_used: int, output: str, dpi: int = 80) -> None:
+    """Hide the unused panels of a grid, lay it out and write the PNG atomically."""
+    for ax in axes.ravel()[n_used:]:
+        ax.axis("off")
+    fig.tight_layout()
+    with atomic_path(output) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi)
+    plt.close(fig)
+
+
 def _read_rows(table: str) -> list[dict]:
     with open(table, newline="") as fh:
         return list(csv.DictReader(fh))
@@ -101,12 +111,7 @@ def plot_metrics(table: str, output: str) -> None:
             ax.axhline(chance[0], ls="--", color="k", lw=0.8)
         ax.set_xticks(x, labels, fontsize=6)
         ax.set_title(f"{protocol}: {metric}\n{first[0]} sub-{first[1]}", fontsize=8)
-    for ax in axes.ravel()[len(panels):]:
-        ax.axis("off")
-    fig.tight_layout()
-    with atomic_path(output) as tmp:
-        fig.savefig(tmp, format="png", dpi=80)
-    plt.close(fig)
+    _save_panels(fig, axes, len(panels), output)
 
 
 def plot_label_maps(images: np.ndarray, maps: np.ndarray, truth, output: str, summary: dict, n: int = 10) -> None:
@@ -163,12 +168,7 @@ def plot_training_curves(logs: list[str], output: str) -> None:
         ax.set_xlabel("epoch", fontsize=6)
         ax.tick_params(labelsize=6)
         ax.legend(fontsize=5)
-    for ax in axes.ravel()[len(logs):]:
-        ax.axis("off")
-    fig.tight_layout()
-    with atomic_path(output) as tmp:
-        fig.savefig(tmp, format="png", dpi=80)
-    plt.close(fig)
+    _save_panels(fig, axes, len(logs), output)
 
 
 def plot_method_groups(table: str, groups: dict[str, list[str]], rois: dict[str, list[str]], output: str) -> None:
@@ -221,12 +221,7 @@ def plot_method_groups(table: str, groups: dict[str, list[str]], rois: dict[str,
         ax.set_xticks([p for p, _ in labels], [t for _, t in labels], fontsize=6, rotation=30, ha="right")
         ax.set_title(f"{title}\n{protocol}: {metric}", fontsize=7)
         ax.tick_params(axis="y", labelsize=6)
-    for ax in axes.ravel()[len(panels):]:
-        ax.axis("off")
-    fig.tight_layout()
-    with atomic_path(output) as tmp:
-        fig.savefig(tmp, format="png", dpi=80)
-    plt.close(fig)
+    _save_panels(fig, axes, len(panels), output)
 
 
 def _common_roi(rows: list[dict], methods: list[str]) -> str:
