@@ -20,7 +20,6 @@ timesteps, condition dropout) comes from the step's generator, so a resumed run 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -144,11 +143,6 @@ def load_fmri_mae(path: str, n_voxels: int | None = None, where: str = "") -> Fm
     if n_voxels is not None:
         model.check_fits(n_voxels, where or path)
     return model
-
-
-def _save_json(path: str, obj: dict) -> None:
-    with atomic_path(path) as tmp:
-        Path(tmp).write_text(json.dumps(obj, indent=1, sort_keys=True))
 
 
 # -- phase 1: DC-MAE ----------------------------------------------------------------------------

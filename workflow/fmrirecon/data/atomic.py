@@ -58,3 +58,11 @@ def save_npz_deterministic(path: str | os.PathLike, **arrays: np.ndarray) -> Non
             np.lib.format.write_array(buf, np.asanyarray(arr), allow_pickle=False)
             info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
             zf.writestr(info, buf.getvalue())
+
+
+def write_json(path: str | os.PathLike, payload: dict) -> None:
+    """JSON with sorted keys, written atomically (numpy scalars become floats)."""
+    import json
+
+    with atomic_path(path) as tmp, open(tmp, "w") as fh:
+        json.dump(payload, fh, indent=1, sort_keys=True, default=float)

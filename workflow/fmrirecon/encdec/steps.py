@@ -18,9 +18,9 @@ import torch.nn.functional as F
 
 from ..config import config_hash
 from ..data import prepared
-from ..data.atomic import atomic_path
+from ..data.atomic import atomic_path, write_json
 from ..errors import InputError
-from ..labels.foreground import iou, label_maps
+from ..labels.foreground import clean_mask, iou, label_maps, saliency_maps
 from ..losses import feature_mse, fmri_loss, image_loss, loop_loss
 from ..models.backbone import LEVELS, Backbone
 from ..models.decoders import AttentionDecoder, GuidedDecoder, SSLDecoder
@@ -50,11 +50,6 @@ def _batched(fn, x: torch.Tensor, device, batch: int = 64) -> torch.Tensor:
         for s in range(0, len(x), batch):
             outs.append(fn(x[s : s + batch].to(device)).float().cpu())
     return torch.cat(outs) if outs else torch.zeros(0)
-
-
-def _write_json(path: str, payload: dict) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w") as fh:
-        json.dump(payload, fh, indent=1, sort_keys=True, default=float)
 
 
 def _check_finite(name: str, arr: np.ndarray, where: str) -> None:
@@ -109,23 +104,21 @@ def make_label_maps(images: str, settings: dict, output: str, summary: str, figu
     result, groups = {"settings": settings}, {}
     for split in ("train", "test"):
         part = getattr(stim, split)
-        maps, info = label_maps(part.images, settings)
+        sal = saliency_maps(part.images)  # the fallback finder, and the comparison below
+        maps, info = label_maps(part.images, settings, saliency=sal)
         groups[split] = maps
         result[split] = {"n": len(maps), "foreground_fraction": float((maps > 0.5).mean()), **info}
         if part.foreground is not None:
             result[split]["iou_vs_truth"] = float(iou(maps, part.foreground).mean())
-            if settings["method"] == "cam":  # the fallback finder, for comparison
-                from ..labels.foreground import binarise, saliency_maps
-
-                sal = saliency_maps(part.images)
-                sal_masks = np.stack([binarise(m, settings["opening_radius"], settings["closing_radius"], settings["min_object_fraction"]) for m in sal])  # fmt: skip
+            if settings["method"] == "cam":
+                sal_masks = np.stack([clean_mask(m, settings) for m in sal])
                 result[split]["iou_vs_truth_saliency"] = float(iou(sal_masks, part.foreground).mean())
         log.info("%s label maps: %s", split, result[split])
     with atomic_path(output) as tmp, h5py.File(tmp, "w") as f:
         for split, maps in groups.items():
             f.create_dataset(f"{split}/maps", data=maps, compression="gzip", shuffle=True)
         f.attrs["settings"] = json.dumps(settings, sort_keys=True)
-    _write_json(summary, result)
+    write_json(summary, result)
     from ..report.figures import plot_label_maps
 
     plot_label_maps(stim.test.images, groups["test"], stim.test.foreground, figure, result["test"])
@@ -252,7 +245,7 @@ def train_attention_decoder(data: str, images: str, maps: str, settings: dict, t
     log.info("decoded test F-attention: %s", result)
     save_model(model, {"attention_decoder": dec}, {**dec.hparams, "seed": seed})
     write_loss_log(losses, history)
-    _write_json(summary, result)
+    write_json(summary, result)
     trainer.finish()
 
 

@@ -72,12 +72,16 @@ def preprocess(x: torch.Tensor, size: int = 224) -> torch.Tensor:
 
 
 def block_features(
-    model: torch.nn.Module, x: torch.Tensor, blocks: tuple[int, ...] | None = None
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    blocks: tuple[int, ...] | None = None,
+    stop_after: int | None = None,
 ) -> dict[str, torch.Tensor]:
     """Run the network on a preprocessed batch and return intermediate maps.
 
     Returns a dict with ``block{i}`` for every requested MBConv block (all when ``blocks`` is None),
     ``head`` (N, 1280, h, w) and ``logits`` (N, 1000). Gradients flow when ``x`` requires them.
+    With ``stop_after`` the network stops after that block (no head, no logits).
     """
     wanted = set(range(len(model._blocks))) if blocks is None else set(blocks)
     out: dict[str, torch.Tensor] = {}
@@ -88,6 +92,8 @@ def block_features(
         h = block(h, drop_connect_rate=rate * idx / n_blocks if rate else rate)
         if idx in wanted:
             out[f"block{idx}"] = h
+        if stop_after is not None and idx >= stop_after:
+            return out
     head = model._swish(model._bn1(model._conv_head(h)))
     out["head"] = head
     out["logits"] = model._fc(head.mean(dim=(2, 3)))

@@ -84,23 +84,27 @@ def _degenerate(mask: np.ndarray) -> bool:
     return frac == 0.0 or frac > 0.9
 
 
-def label_maps(images: np.ndarray, settings: dict) -> tuple[np.ndarray, dict]:
+def clean_mask(obj: np.ndarray, settings: dict) -> np.ndarray:
+    """:func:`binarise` with the config's morphology settings."""
+    return binarise(obj, settings["opening_radius"], settings["closing_radius"], settings["min_object_fraction"])
+
+
+def label_maps(images: np.ndarray, settings: dict, saliency: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
     """F-attention maps (N, H, W) float32 in [0, 1] and a summary of how they were made.
 
     ``settings``: ``method`` (cam | saliency), ``soft``, ``fallback`` (saliency where CAM is
     degenerate), ``opening_radius``, ``closing_radius``, ``min_object_fraction``, ``cam_input_size``,
-    ``soft_sigma``.
+    ``soft_sigma``. ``saliency``: the images' :func:`saliency_maps`, when the caller has them.
     """
-    sal = saliency_maps(images)
-    obj = cam_maps(images, settings["cam_input_size"]) if settings["method"] == "cam" else sal
+    if saliency is None and (settings["method"] == "saliency" or settings["fallback"]):
+        saliency = saliency_maps(images)
+    obj = cam_maps(images, settings["cam_input_size"]) if settings["method"] == "cam" else saliency
     maps, n_fallback = [], 0
     for i in range(len(images)):
-        mask = binarise(obj[i], settings["opening_radius"], settings["closing_radius"],
-                        settings["min_object_fraction"])  # fmt: skip
+        mask = clean_mask(obj[i], settings)
         if settings["method"] == "cam" and settings["fallback"] and _degenerate(mask):
             n_fallback += 1
-            mask = binarise(sal[i], settings["opening_radius"], settings["closing_radius"],
-                            settings["min_object_fraction"])  # fmt: skip
+            mask = clean_mask(saliency[i], settings)
         if settings["soft"]:
             soft = ndimage.gaussian_filter(mask.astype(np.float64), settings["soft_sigma"])
             maps.append(np.clip(soft, 0.0, 1.0).astype(np.float32))

@@ -7,6 +7,8 @@ papers' choice) is used when a torchvision-layout state dict is found in ``weigh
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -40,39 +42,14 @@ class Backbone(nn.Module):
         if name == "efficientnet-lite0":
             from ..features.efficientnet import load_efficientnet_lite
 
-            import copy
+            self.net = copy.deepcopy(load_efficientnet_lite("lite0"))  # our own copy: moved to GPUs
+        else:  # the evaluation's loader: same weight files, same one-line error when absent
+            from ..evaluate.features import IMAGENET_MEAN, IMAGENET_STD, load_network
 
-            net = copy.deepcopy(load_efficientnet_lite("lite0"))
-            self.last = max(max(v) for v in LEVELS[name].values())
-            self.stem = nn.Sequential(net._conv_stem, net._bn0, net._swish)
-            self.blocks = nn.ModuleList(net._blocks[: self.last + 1])
-            self.register_buffer("shift", torch.tensor(127.0 / 255.0))
-            self.register_buffer("scale", torch.tensor(128.0 / 255.0))
-        else:
-            from pathlib import Path
-
-            from bdpy.dl.torch.models import VGG19
-
-            path = None
-            for cand in ("vgg19.pth", "vgg19-dcbb9e9d.pth"):
-                if weights_dir and (Path(weights_dir) / cand).exists():
-                    path = Path(weights_dir) / cand
-                    break
-            if path is None:
-                raise InputError(
-                    f"backbone vgg19 needs ImageNet weights: none of vgg19.pth, vgg19-dcbb9e9d.pth "
-                    f"found in {weights_dir or '(no weights_dir set)'}"
-                )
-            net = VGG19()
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            try:
-                net.load_state_dict(state)
-            except RuntimeError as exc:
-                raise InputError(f"{path}: not a VGG19 state dict ({str(exc).splitlines()[0]})") from None
-            self.last = max(LEVELS[name]["perceptual"])
-            self.features = net.features[: self.last + 1]
-            self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
-            self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+            last = max(LEVELS[name]["perceptual"])
+            self.net = copy.deepcopy(load_network(name, weights_dir or None).module.features[: last + 1])
+            self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+            self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
         self.eval()
         for p in self.parameters():
             p.requires_grad_(False)
@@ -85,24 +62,16 @@ class Backbone(nn.Module):
             return [f.shape[1] for f in self(torch.zeros(1, 3, self.input_size, self.input_size), levels)]
 
     def forward(self, x: torch.Tensor, levels) -> list[torch.Tensor]:
+        levels = tuple(levels)
+        if self.name == "efficientnet-lite0":
+            from ..features.efficientnet import block_features, preprocess
+
+            out = block_features(self.net, preprocess(x, self.input_size), levels, stop_after=max(levels))
+            return [out[f"block{i}"] for i in levels]
         if x.shape[-1] != self.input_size or x.shape[-2] != self.input_size:
             x = F.interpolate(x, size=(self.input_size,) * 2, mode="bilinear", align_corners=False)
-        levels = tuple(levels)
-        out = {}
-        if self.name == "efficientnet-lite0":
-            h = self.stem((x - self.shift) / self.scale)
-            for i, block in enumerate(self.blocks):
-                h = block(h, drop_connect_rate=None)
-                if i in levels:
-                    out[i] = h
-                if i >= max(levels):
-                    break
-        else:
-            h = (x - self.mean) / self.std
-            for i, layer in enumerate(self.features):
-                h = layer(h)
-                if i in levels:
-                    out[i] = h
-                if i >= max(levels):
-                    break
+        h, out = (x - self.mean) / self.std, {}
+        for i, layer in enumerate(self.net[: max(levels) + 1]):
+            h = layer(h)
+            out[i] = h
         return [out[i] for i in levels]

@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..data.atomic import atomic_path
+from ..data.atomic import atomic_path, write_json
 from ..errors import InputError
 
 
@@ -24,9 +24,7 @@ def save_model(path: str, modules: dict[str, nn.Module], hparams: dict) -> None:
     meta = {"hparams": json.dumps(hparams, sort_keys=True)}
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=meta)
-    json_path = os.path.splitext(path)[0] + ".json"
-    with atomic_path(json_path) as tmp, open(tmp, "w") as fh:
-        json.dump(hparams, fh, indent=1, sort_keys=True)
+    write_json(os.path.splitext(path)[0] + ".json", hparams)
 
 
 def read_hparams(path: str) -> dict:
