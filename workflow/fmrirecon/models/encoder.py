@@ -114,6 +114,7 @@ def random_shift(images: torch.Tensor, max_shift: int, gen: torch.Generator) -> 
     b, _, h, w = images.shape
     padded = F.pad(images, (max_shift,) * 4, mode="replicate")
     offs = torch.randint(0, 2 * max_shift + 1, (b, 2), generator=gen)
-    return torch.stack(
-        [padded[i, :, dy : dy + h, dx : dx + w] for i, (dy, dx) in enumerate(offs.tolist())]
-    )
+    rows = (offs[:, :1] + torch.arange(h)).to(images.device)  # (B, h) source rows per image
+    cols = (offs[:, 1:] + torch.arange(w)).to(images.device)  # (B, w)
+    batch = torch.arange(b, device=images.device)[:, None, None]
+    return padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2).contiguous()
