@@ -95,3 +95,23 @@ def test_config_hash_is_stable_and_sensitive():
     a = config_hash({"x": 1, "y": [1, 2]})
     assert a == config_hash({"y": [1, 2], "x": 1})
     assert a != config_hash({"x": 2, "y": [1, 2]})
+
+
+def test_cad_stage_settings_hold_only_what_each_stage_reads():
+    """A CAD rule's params (and a shared stage's file-name hash) change only with the settings that
+    stage reads, so tuning the fMRI-conditioned LDM does not retrain phase 1, phase 2 or the LDM."""
+    from fmrirecon.config import cad_stage_settings, method_settings
+
+    cfg = validate_config(_default())
+    before = method_settings(cfg, "cad")
+    after = copy.deepcopy(before)
+    after["ldm"]["epochs"] += 1
+    after["sampling"]["steps"] += 1
+    upstream = ("fmri_mae", "image_mae", "cross_modal", "autoencoder", "ldm")
+    for stage in upstream:
+        assert cad_stage_settings(before, stage) == cad_stage_settings(after, stage), stage
+    for stage in ("fmri_ldm", "sampling"):
+        assert cad_stage_settings(before, stage) != cad_stage_settings(after, stage), stage
+    after["fmri_mae"]["sparsify"] = 0.3  # phase 1 and phase 2 both read it
+    changed = {s for s in upstream if cad_stage_settings(before, s) != cad_stage_settings(after, s)}
+    assert changed == {"fmri_mae", "cross_modal"}

@@ -189,6 +189,32 @@ def method_settings(config: dict, method: str, schema: dict | None = None) -> di
     return merged
 
 
+#: What each CAD stage reads of a method's ``cad`` settings: its rule's params (and, for the shared
+#: stages, the hash in its file name) hold only these, so changing a later stage's settings neither
+#: renames nor reruns an earlier one.
+CAD_STAGE_KEYS = {
+    "fmri_mae": ("size", "fmri_mae", "use_test_fmri_in_pretraining"),
+    "image_mae": ("size", "image_size", "image_mae"),
+    "cross_modal": ("image_size", "cross_modal"),
+    "autoencoder": ("size", "image_size", "first_stage", "autoencoder"),
+    "ldm": ("size", "image_size", "ldm_pretrain"),
+    "fmri_ldm": ("size", "ldm"),
+    "sampling": ("size", "image_size", "sampling"),
+}
+
+
+def cad_stage_settings(settings: dict, stage: str) -> dict:
+    """The part of ``settings`` (one method's merged ``cad`` block) that ``stage`` uses."""
+    out = {k: settings[k] for k in CAD_STAGE_KEYS[stage]}
+    if stage == "image_mae":  # phase 2 uses the image MAE's decoder, so it is built at that depth
+        out["cross_modal"] = {"decoder_depth": settings["cross_modal"]["decoder_depth"]}
+    if stage == "cross_modal":  # phase 2 sparsifies the fMRI as phase 1 did
+        out["fmri_mae"] = {"sparsify": settings["fmri_mae"]["sparsify"]}
+    if stage == "ldm":  # the UNet is built with the fMRI condition's widths
+        out["ldm"] = {k: settings["ldm"][k] for k in ("cross_attention_dim", "pooled_dim")}
+    return out
+
+
 def config_hash(*parts) -> str:
     """A short stable hash of JSON-serialisable config parts (for provenance attributes)."""
     blob = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)

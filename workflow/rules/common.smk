@@ -1,6 +1,11 @@
 # Helpers shared by the rules: wildcard constraints from the config, input functions, targets.
 from fmrirecon.baselines import BASELINE_FAMILIES
-from fmrirecon.config import config_hash, dataset_entry, method_settings
+from fmrirecon.config import (
+    cad_stage_settings,
+    config_hash,
+    dataset_entry,
+    method_settings,
+)
 from fmrirecon.evaluate.presets import resolve_protocols
 
 DATASETS = {d["name"]: d for d in config["datasets"]}

@@ -85,7 +85,7 @@ rule tune_cross_modal:
         mem_mb=get_mem_mb(4000),
         runtime=get_runtime(60),
     params:
-        settings=get_method_settings,
+        settings=get_cad_method_settings("cross_modal"),
         training=TRAINING,
         seed=config["seed"],
         checkpoint_dir=get_cad_checkpoint("tune_cross_modal"),
@@ -174,7 +174,7 @@ rule train_ldm:
         runtime=get_runtime(240),
     params:
         ldm_folder=cad_ldm_folder,
-        settings=get_method_settings,
+        settings=get_cad_method_settings("fmri_ldm"),
         training=TRAINING,
         seed=config["seed"],
         checkpoint_dir=get_cad_checkpoint("train_ldm"),
@@ -205,7 +205,7 @@ rule reconstruct_cad:
         runtime=get_runtime(60),
     params:
         ldm_folder=cad_ldm_folder,
-        settings=get_method_settings,
+        settings=get_cad_method_settings("sampling"),
         training=TRAINING,
         seed=config["seed"],
     script:

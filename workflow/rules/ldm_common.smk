@@ -5,49 +5,36 @@ CAD_SETTINGS = {m: method_settings(config, m) for m in CAD_METHODS}
 
 
 def cad_keys(method):
-    """Settings hash of each shared stage of ``method``."""
+    """Settings hash of each shared stage of ``method`` (over what the stage reads)."""
     s, seed = CAD_SETTINGS[method], config["seed"]
-    ae = config_hash(
-        "autoencoder",
-        s["size"],
-        s["image_size"],
-        s["first_stage"],
-        s["autoencoder"],
-        seed,
-    )[:12]
-    widths = (s["ldm"]["cross_attention_dim"], s["ldm"]["pooled_dim"])
-    return {
-        "fmri_mae": config_hash(
-            "fmri_mae",
-            s["size"],
-            s["fmri_mae"],
-            s["use_test_fmri_in_pretraining"],
-            seed,
-        )[:12],
-        "image_mae": config_hash(
-            "image_mae",
-            s["size"],
-            s["image_size"],
-            s["image_mae"],
-            s["cross_modal"]["decoder_depth"],
-            seed,
-        )[:12],
-        "autoencoder": ae,
-        "ldm": config_hash(
-            "ldm", ae, s["size"], s["image_size"], s["ldm_pretrain"], widths, seed
-        )[:12],
+    keys = {
+        stage: config_hash(stage, cad_stage_settings(s, stage), seed)[:12]
+        for stage in ("fmri_mae", "image_mae", "autoencoder")
     }
+    keys["ldm"] = config_hash(
+        "ldm", keys["autoencoder"], cad_stage_settings(s, "ldm"), seed
+    )[:12]
+    return keys
 
 
 CAD_STAGES = {stage: {} for stage in ("fmri_mae", "image_mae", "autoencoder", "ldm")}
 for _m in CAD_METHODS:
     for _stage, _key in cad_keys(_m).items():
-        CAD_STAGES[_stage].setdefault(_key, CAD_SETTINGS[_m])
+        CAD_STAGES[_stage].setdefault(
+            _key, cad_stage_settings(CAD_SETTINGS[_m], _stage)
+        )
 
 
 def get_cad_stage_settings(stage):
     def settings(wildcards):
         return CAD_STAGES[stage][wildcards.key]
+
+    return settings
+
+
+def get_cad_method_settings(stage):
+    def settings(wildcards):
+        return cad_stage_settings(CAD_SETTINGS[wildcards.method], stage)
 
     return settings
 
