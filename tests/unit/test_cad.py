@@ -96,7 +96,7 @@ def conditioner():
 
     torch.manual_seed(1)
     mae = FmriMAE(40, 8, 16, 1, 2, 8, 1, 2)
-    return FmriConditioner(mae, cross_dim=16, pooled_dim=8).eval()
+    return FmriConditioner(mae, cross_dim=16, pooled_dim=8, n_tokens=6).eval()
 
 
 def _sample(unet, cond, v, seed=0, sampler="ddim"):
@@ -130,22 +130,38 @@ def test_both_condition_paths_are_used(tiny_unet):
     assert (base - new_tok).abs().max() > 1e-4 and (base - new_pool).abs().max() > 1e-4
 
 
-def test_ldm_fine_tuning_trains_only_cross_attention_and_the_fmri_encoder(conditioner):
+def test_ldm_fine_tuning_trains_only_the_condition_layers_and_the_fmri_conditioner(conditioner):
     from fmrirecon.models.ldm import build_unet, freeze_for_fmri_tuning
 
     unet = build_unet("tiny", latent_size=4, cross_attention_dim=16, pooled_dim=8)
     params = freeze_for_fmri_tuning(unet)
     trainable = {n for n, p in unet.named_parameters() if p.requires_grad}
-    assert trainable and all(".attn2." in n for n in trainable)
+    # MinD-Vis' set: cross-attention, the layer norm in front of it, the condition's time-embedding projection
+    assert any(".attn2." in n for n in trainable) and any(n.startswith("class_embedding.") for n in trainable)
+    assert all(".attn2." in n or n.endswith(("norm2.weight", "norm2.bias")) or n.startswith("class_embedding.") for n in trainable)
+    assert not any(".resnets." in n for n in trainable)  # the ResNet blocks' own norm2 stays frozen
     assert len(params) == len(trainable)
-    assert not any(p.requires_grad for n, p in unet.named_parameters() if ".attn1." in n or "class_embedding" in n)
+    assert not any(p.requires_grad for n, p in unet.named_parameters() if ".attn1." in n or "time_embedding" in n)
     assert all(p.requires_grad for p in conditioner.parameters())
     # a gradient step through the frozen UNet reaches the fMRI encoder
     tokens, pooled = conditioner(torch.randn(2, 40))
+    assert tokens.shape == (2, 6, 16) and pooled.shape == (2, 8)
     out = unet(torch.randn(2, 4, 4, 4), torch.tensor([10, 900]), encoder_hidden_states=tokens, class_labels=pooled)
     out.sample.square().mean().backward()
     assert conditioner.encoder.patch_embed.weight.grad.abs().sum() > 0
-    assert all(p.grad is None for n, p in unet.named_parameters() if ".attn2." not in n)
+    assert all(p.grad is None for n, p in unet.named_parameters() if n not in trainable)
+
+
+def test_every_condition_token_sees_every_voxel_patch(conditioner):
+    """The channel mapper mixes all L patch tokens into each condition token (MinD-Vis): changing
+    the voxels of one patch moves every condition token."""
+    v = torch.randn(1, 40, generator=torch.Generator().manual_seed(3))
+    w = v.clone()
+    w[0, :8] += 1.0  # the first patch of 8 voxels only
+    with torch.no_grad():
+        a, _ = conditioner(v)
+        b, _ = conditioner(w)
+    assert ((a - b).abs().amax(-1) > 1e-5).all()
 
 
 # -- clear errors ---------------------------------------------------------------------------------
@@ -187,6 +203,6 @@ def test_ldm_folder_round_trip_and_width_check(tmp_path, tiny_unet):
     ldm = load_ldm_folder(tmp_path / "ldm")
     assert ldm["kind"] == "kl" and ldm["unet"].config.cross_attention_dim == 16
     mae = FmriMAE(40, 8, 16, 1, 2, 8, 1, 2)
-    _fmri_conditioned(tmp_path / "ldm", mae, (16, 8))
+    _fmri_conditioned(tmp_path / "ldm", mae, {"cross_attention_dim": 16, "pooled_dim": 8, "condition_tokens": 4})
     with pytest.raises(InputError, match="cross_attention_dim is 16"):
-        _fmri_conditioned(tmp_path / "ldm", mae, (64, 8))
+        _fmri_conditioned(tmp_path / "ldm", mae, {"cross_attention_dim": 64, "pooled_dim": 8, "condition_tokens": 4})

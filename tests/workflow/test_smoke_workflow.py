@@ -64,7 +64,10 @@ def test_metrics_table_has_every_method_protocol_and_the_documented_columns(smok
     with open(smoke_run / "results" / "metrics.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert list(rows[0]) == ["dataset", "subject", "roi", "method", "protocol", "metric", "control",
-                             "value", "ci_low", "ci_high", "chance", "n"]  # fmt: skip
+                             "value", "ci_low", "ci_high", "chance", "n", "transductive"]  # fmt: skip
+    # paper 002 trains on the unpaired test fMRI (D-E term); the others never see test fMRI
+    assert {r["transductive"] for r in rows if r["method"] == "ssl"} == {"1"}
+    assert {r["transductive"] for r in rows if r["method"] in ("ridge", "loopencdec", "cad")} == {"0"}
     simgod = [r for r in rows if r["dataset"] == "simgod"]
     protocols = {"fang2020_pairwise_ssim", "mindvis_nway", "gaziv2022", "mindeye_offline", "report003"}
     for method in ("ridge", "mean-image", "oracle"):
@@ -148,6 +151,15 @@ def test_default_config_dry_run_lists_the_data_rules(tmp_path):
     for rule in ("simulate_dataset", "prepare_images", "mask_roi", "reconstruct_baseline",
                  "evaluate_reconstructions", "aggregate_metrics", "plot_reconstructions", "plot_metrics"):  # fmt: skip
         assert rule in out
+
+
+def test_method_subjects_restrict_its_jobs(tmp_path):
+    """`methods.<m>.subjects`: the default runs the CAD ablation on subject 1 only."""
+    proc = snakemake(tmp_path, "-n")
+    out = proc.stdout + proc.stderr
+    assert "results/simgod/sub-1/roi-VC/cad-noimgloss/recon.h5" in out
+    assert "results/simgod/sub-2/roi-VC/cad/recon.h5" in out
+    assert "sub-2/roi-VC/cad-noimgloss" not in out
 
 
 def _write_god_like(root: Path, rng) -> None:

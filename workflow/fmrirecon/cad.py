@@ -350,7 +350,8 @@ def pretrain_ldm(images: str, autoencoder: str, settings: dict, training: dict, 
     torch.manual_seed(seed)  # initial weights
     vae.to(device)
     z_all = _latents(vae, kind, x, device)
-    cross, pooled_dim = condition_widths(settings)
+    widths = condition_widths(settings)
+    cross, pooled_dim = widths["cross_attention_dim"], widths["pooled_dim"]
     unet = build_unet(settings["size"], settings["image_size"] // downsample_factor(vae), z_all.shape[1],
                       cross_attention_dim=cross, pooled_dim=pooled_dim).to(device)  # fmt: skip
     cond = LabelConditioner(n_classes, cross, pooled_dim).to(device)
@@ -392,28 +393,28 @@ def load_ldm_folder_first_stage(folder: str) -> dict:
 
 
 # -- fMRI-conditioned LDM -----------------------------------------------------------------------
-def condition_widths(settings: dict) -> tuple[int, int]:
-    """(cross-attention width, pooled width) the fMRI conditioner produces."""
+def condition_widths(settings: dict) -> dict:
+    """Cross-attention width, pooled width and number of condition tokens of the fMRI conditioner."""
     from .models.ldm import UNET_SIZES
 
-    size = UNET_SIZES[settings["size"]]
-    return (int(settings["ldm"]["cross_attention_dim"] or size["cross_attention_dim"]),
-            int(settings["ldm"]["pooled_dim"] or size["pooled_dim"]))  # fmt: skip
+    size, s = UNET_SIZES[settings["size"]], settings["ldm"]
+    return {k: int(s.get(k) or size[k]) for k in ("cross_attention_dim", "pooled_dim", "condition_tokens")}
 
 
-def _fmri_conditioned(ldm_folder: str, mae: FmriMAE, widths: tuple[int, int]):
+def _fmri_conditioned(ldm_folder: str, mae: FmriMAE, widths: dict):
     """Load the LDM folder and build the fMRI conditioner; fail when the UNet's widths differ."""
     from .models.ldm import FmriConditioner, check_unet_fits, load_ldm_folder
 
     ldm = load_ldm_folder(ldm_folder)
-    check_unet_fits(ldm["unet"], widths[0], widths[1], f"{ldm_folder}/unet")
-    return ldm, FmriConditioner(mae, *widths)
+    check_unet_fits(ldm["unet"], widths["cross_attention_dim"], widths["pooled_dim"], f"{ldm_folder}/unet")
+    return ldm, FmriConditioner(mae, widths["cross_attention_dim"], widths["pooled_dim"], widths["condition_tokens"])
 
 
 def train_ldm(data: str, images: str, ldm_folder: str, fmri_encoder: str, settings: dict, training: dict,
               checkpoint_dir: str, seed: int, output: str, loss_log: str) -> None:  # fmt: skip
     """Rule ``train_ldm``: section 4.2.2 — fMRI tokens into cross-attention, the pooled token into
-    the time embedding; only ``attn2`` layers and the fMRI encoder are trained."""
+    the time embedding; only the fMRI conditioner (encoder + mappers) and the UNet's condition
+    parameters (``attn2``, their ``norm2``, the time-embedding projection) are trained."""
     from .models.ldm import freeze_for_fmri_tuning
 
     s = settings["ldm"]
@@ -435,7 +436,7 @@ def train_ldm(data: str, images: str, ldm_folder: str, fmri_encoder: str, settin
     unet.to(device)
     cond.to(device)
     trainable = freeze_for_fmri_tuning(unet) + list(cond.parameters())
-    log.info("train_ldm: %d pairs; trainable %.2fM (attn2 + fMRI encoder) of %.2fM", len(v_all),
+    log.info("train_ldm: %d pairs; trainable %.2fM (attn2/norm2/time-embedding projection + fMRI conditioner) of %.2fM", len(v_all),
              sum(p.numel() for p in trainable) / 1e6,
              (sum(p.numel() for p in unet.parameters()) + sum(p.numel() for p in cond.parameters())) / 1e6)  # fmt: skip
 
@@ -447,8 +448,7 @@ def train_ldm(data: str, images: str, ldm_folder: str, fmri_encoder: str, settin
     trainer, history = _fit("train_ldm", {"cond": cond, "unet": unet}, s, training, checkpoint_dir, fp, seed,
                             device, len(v_all), step, parameters=trainable)  # fmt: skip
     hp = {"stage": "fmri_ldm", "settings": s, "ldm_folder": str(ldm_folder), "fmri_encoder": read_hparams(fmri_encoder),
-          "cross_attention_dim": cond.to_tokens.out_features, "pooled_dim": cond.to_pooled.out_features,
-          "image_size": side}  # fmt: skip
+          **cond.widths, "image_size": side}  # fmt: skip
     save_model(output, {"cond": cond.to("cpu"), "unet": unet.to("cpu")}, hp)
     _finish(trainer, history, loss_log)
 
@@ -471,7 +471,7 @@ def reconstruct_cad(data: str, images: str, ldm_folder: str, model: str, setting
     hp = read_hparams(model)
     mae = FmriMAE(**{k: hp["fmri_encoder"][k] for k in _MAE_KEYS})
     mae.check_fits(v_test.shape[1], f"{data} (model {model})")
-    ldm, cond = _fmri_conditioned(ldm_folder, mae, (hp["cross_attention_dim"], hp["pooled_dim"]))
+    ldm, cond = _fmri_conditioned(ldm_folder, mae, {k: hp[k] for k in ("cross_attention_dim", "pooled_dim", "condition_tokens")})
     unet, vae, kind = ldm["unet"], ldm["vae"], ldm["kind"]
     load_into(model, {"cond": cond, "unet": unet})
     device = select_device(training["device"])

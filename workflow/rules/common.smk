@@ -162,9 +162,11 @@ def get_mem_mb(base_mb):
 PROTOCOL_SPECS = resolve_protocols(PROTOCOLS, config["evaluation"]["presets"])
 
 
-def method_applies(method, dataset, roi):
-    """Whether ``method`` runs on this dataset × ROI (oracles need simulated truth)."""
+def method_applies(method, dataset, roi, subject):
+    """Whether ``method`` runs on this dataset × subject × ROI (oracles need simulated truth)."""
     spec = METHODS[method]
+    if spec["subjects"] and subject not in spec["subjects"]:
+        return False
     if spec["family"] == "oracle_ridge" and DATASETS[dataset]["format"] != "simulated":
         return False
     if DATASETS[dataset]["methods"] and method not in DATASETS[dataset]["methods"]:
@@ -180,7 +182,7 @@ def recon_units():
         for s in d["subjects"]
         for r in d["rois"]
         for m in METHODS
-        if method_applies(m, name, r)
+        if method_applies(m, name, r, s)
     ]
 
 
@@ -256,7 +258,7 @@ def get_grid_inputs(wildcards):
         "recons": [
             f"results/{wildcards.dataset}/sub-{wildcards.subject}/roi-{wildcards.roi}/{m}/recon.h5"
             for m in METHODS
-            if method_applies(m, wildcards.dataset, wildcards.roi)
+            if method_applies(m, wildcards.dataset, wildcards.roi, wildcards.subject)
         ],
     }
 

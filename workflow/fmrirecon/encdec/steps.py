@@ -365,7 +365,9 @@ def train_decoder(method: str, family: str, data: str, images: str, encoder: str
             return {"loss": total, **terms}
 
     history = trainer.fit(len(fmri), step)
-    save_model(model, modules, {**dec.hparams, "family": family, "method": method, "seed": seed})
+    used_test_fmri = family == "ssl" and settings["losses"]["DE"] > 0 and settings["unpaired_fmri"] in ("test", "test_trials")
+    save_model(model, modules, {**dec.hparams, "family": family, "method": method, "seed": seed,
+                                "used_test_fmri": used_test_fmri})  # fmt: skip
     write_loss_log(losses, history)
     trainer.finish()
 
@@ -400,6 +402,7 @@ def reconstruct_decoder(method: str, family: str, data: str, images: str, decode
     recon = (imgs.clamp(0, 1) * 255.0).round().byte().permute(0, 2, 3, 1).numpy()
     test_rows = d["test/image_index"]
     attrs = {"method": method, "family": family, "seed": seed,
+             "transductive_test_fmri": int(bool(hp.get("used_test_fmri", False))),  # paper 002's D-E term
              **{k: v for k, v in d.attrs.items() if k in ("dataset", "subject", "roi")}}  # fmt: skip
     prepared.write_recon_file(output, recon, test_rows, stim.test.names[test_rows], attrs)
     log.info("wrote %s: %s", output, recon.shape)

@@ -26,7 +26,7 @@ from .stats import paired_wilcoxon
 log = logging.getLogger(__name__)
 
 METRICS_COLUMNS = ("dataset", "subject", "roi", "method", "protocol", "metric", "control",
-                   "value", "ci_low", "ci_high", "chance", "n")  # fmt: skip
+                   "value", "ci_low", "ci_high", "chance", "n", "transductive")  # fmt: skip
 CONTROL_OF_FAMILY = {"mean_image": "mean_image", "oracle_ridge": "oracle"}
 
 
@@ -61,7 +61,9 @@ def evaluate_reconstructions(
         weights_dir=evaluation.get("weights_dir"), n_boot=evaluation.get("bootstrap_samples", 1000),
         controls=evaluation.get("shuffled_control", True),
     )  # fmt: skip
-    result.update({"context": {**context, "protocol": protocol_name, "family": rec["attrs"].get("family", "")}})
+    result.update({"context": {**context, "protocol": protocol_name, "family": rec["attrs"].get("family", ""),
+                               # 1 when the method's training saw the test fMRI (never the test images)
+                               "transductive": int(rec["attrs"].get("transductive_test_fmri", 0))}})  # fmt: skip
     with atomic_path(output) as tmp:
         Path(tmp).write_text(json.dumps(_jsonable(result), indent=1, sort_keys=True))
     log.info("wrote %s (%d metrics)", output, len(result.get("metrics", {})))
@@ -95,6 +97,7 @@ def _rows_of(result: dict) -> list[dict]:
                 "method": ctx["method"], "protocol": ctx["protocol"], "metric": metric,
                 "control": label or control, "value": m.get("value"), "ci_low": m.get("ci_low"),
                 "ci_high": m.get("ci_high"), "chance": m.get("chance"), "n": m.get("n"),
+                "transductive": ctx.get("transductive", 0),
             })  # fmt: skip
     return out
 

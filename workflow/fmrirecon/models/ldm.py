@@ -6,9 +6,11 @@
   ``class_embed_type='projection'``, so a pooled condition vector is added to the time embedding
   (the double conditioning of MinD-Vis / CAD section 4.2.2);
 - :class:`LabelConditioner` turns category ids into that condition (our own label-to-image LDM);
-- :class:`FmriConditioner` turns fMRI into it: the fMRI MAE encoder's token sequence (B, L, D)
-  projected to (B, L, cross_attention_dim) for keys/values, and its mean token projected to the
-  pooled vector (B, pooled_dim).
+- :class:`FmriConditioner` turns fMRI into it, as MinD-Vis' ``cond_stage_model`` (the code CAD
+  builds on): the fMRI MAE encoder's token sequence (B, L, D) goes through a channel mapper (1x1
+  convolutions over the token axis, L -> L/2 -> T) and a dimension mapper (D -> cross_attention_dim)
+  to T condition tokens for keys/values; a learned pooling of those tokens (T -> T/2 -> 1, MinD-Vis'
+  ``time_embed_condtion``) projected to the pooled vector (B, pooled_dim).
 
 An LDM folder is a diffusers layout: ``vae/`` (AutoencoderKL) or ``vqvae/`` (VQModel), ``unet/``
 and ``scheduler/``, each with ``config.json`` and ``diffusion_pytorch_model.safetensors``.
@@ -37,9 +39,9 @@ AUTOENCODER_SIZES = {
 }  # fmt: skip
 UNET_SIZES = {
     "tiny": dict(block_out_channels=(32, 64, 64), layers_per_block=1, cross_attention_dim=64,
-                 attention_head_dim=8, pooled_dim=64, norm_num_groups=16),
+                 attention_head_dim=8, pooled_dim=64, norm_num_groups=16, condition_tokens=64),
     "paper": dict(block_out_channels=(192, 384, 576, 960), layers_per_block=2, cross_attention_dim=512,
-                  attention_head_dim=32, pooled_dim=512, norm_num_groups=32),
+                  attention_head_dim=32, pooled_dim=512, norm_num_groups=32, condition_tokens=77),
 }  # fmt: skip
 FIRST_STAGE_FOLDERS = {"kl": "vae", "vq": "vqvae"}
 
@@ -70,6 +72,7 @@ def build_unet(size: str, latent_size: int, latent_channels: int = 4, cross_atte
     from diffusers import UNet2DConditionModel
 
     s = dict(UNET_SIZES[size])
+    s.pop("condition_tokens")
     s["cross_attention_dim"] = cross_attention_dim or s["cross_attention_dim"]
     s["pooled_dim"] = pooled_dim or s["pooled_dim"]
     n = len(s["block_out_channels"])
@@ -116,18 +119,32 @@ class LabelConditioner(nn.Module):
 
 
 class FmriConditioner(nn.Module):
-    """fMRI (B, V) -> the UNet's conditions: tokens (B, L, cross_dim) for cross-attention keys and
-    values, pooled (B, pooled_dim) added to the time embedding."""
+    """fMRI (B, V) -> the UNet's conditions: ``n_tokens`` tokens (B, T, cross_dim) for the
+    cross-attention keys and values, and a pooled vector (B, pooled_dim) added to the time embedding.
 
-    def __init__(self, encoder: FmriMAE, cross_dim: int, pooled_dim: int):
+    MinD-Vis' conditioner: the encoder's L patch tokens are mixed into T condition tokens by a
+    channel mapper (1x1 Conv1d over the token axis, L -> L/2 -> T), so every condition token sees
+    every voxel patch, then widened by a dimension mapper; the pooled vector is a learned weighted
+    pooling of the condition tokens (T -> T/2 -> 1).
+    """
+
+    def __init__(self, encoder: FmriMAE, cross_dim: int, pooled_dim: int, n_tokens: int):
         super().__init__()
         self.encoder = encoder
-        self.to_tokens = nn.Linear(encoder.embed_dim, cross_dim)
-        self.to_pooled = nn.Linear(encoder.embed_dim, pooled_dim)
+        length, half = encoder.num_patches, max(1, encoder.num_patches // 2)
+        self.channel_mapper = nn.Sequential(nn.Conv1d(length, half, 1), nn.Conv1d(half, n_tokens, 1))
+        self.dim_mapper = nn.Linear(encoder.embed_dim, cross_dim)
+        self.token_pool = nn.Sequential(nn.Conv1d(n_tokens, max(1, n_tokens // 2), 1), nn.Conv1d(max(1, n_tokens // 2), 1, 1))
+        self.to_pooled = nn.Linear(cross_dim, pooled_dim)
+
+    @property
+    def widths(self) -> dict:
+        return {"cross_attention_dim": self.dim_mapper.out_features, "pooled_dim": self.to_pooled.out_features,
+                "condition_tokens": self.channel_mapper[1].out_channels}  # fmt: skip
 
     def forward(self, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.encoder.features(v)
-        return self.to_tokens(h), self.to_pooled(h.mean(1))
+        tokens = self.dim_mapper(self.channel_mapper(self.encoder.features(v)))
+        return tokens, self.to_pooled(self.token_pool(tokens)[:, 0])
 
 
 def check_unet_fits(unet, cross_dim: int, pooled_dim: int, where: str) -> None:
@@ -146,12 +163,20 @@ def check_unet_fits(unet, cross_dim: int, pooled_dim: int, where: str) -> None:
         )
 
 
+def is_condition_parameter(name: str) -> bool:
+    """The UNet parameters MinD-Vis / CAD fine-tune with fMRI: the cross-attention layers
+    (``attn2``), the layer norms in front of them (``norm2`` of the transformer blocks) and the
+    projection of the pooled condition into the time embedding (``class_embedding``, MinD-Vis'
+    ``time_embed_condtion``)."""
+    return ".attn2." in name or (".transformer_blocks." in name and ".norm2." in name) or name.startswith("class_embedding.")
+
+
 def freeze_for_fmri_tuning(unet) -> list[nn.Parameter]:
-    """Freeze the UNet except its cross-attention layers (``attn2``); return those parameters."""
+    """Freeze the UNet except its condition parameters (:func:`is_condition_parameter`); return those."""
     unet.requires_grad_(False)
     params = []
     for name, p in unet.named_parameters():
-        if ".attn2." in name:
+        if is_condition_parameter(name):
             p.requires_grad_(True)
             params.append(p)
     return params
