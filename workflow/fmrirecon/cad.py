@@ -436,7 +436,8 @@ def train_ldm(data: str, images: str, ldm_folder: str, fmri_encoder: str, settin
     unet.to(device)
     cond.to(device)
     trainable = freeze_for_fmri_tuning(unet) + list(cond.parameters())
-    log.info("train_ldm: %d pairs; trainable %.2fM (attn2/norm2/time-embedding projection + fMRI conditioner) of %.2fM", len(v_all),
+    log.info("train_ldm: %d pairs; trainable %.2fM (UNet attn2, norm2, condition projection + fMRI conditioner) "
+             "of %.2fM", len(v_all),
              sum(p.numel() for p in trainable) / 1e6,
              (sum(p.numel() for p in unet.parameters()) + sum(p.numel() for p in cond.parameters())) / 1e6)  # fmt: skip
 
