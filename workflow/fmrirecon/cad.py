@@ -395,9 +395,10 @@ def load_ldm_folder_first_stage(folder: str) -> dict:
 # -- fMRI-conditioned LDM -----------------------------------------------------------------------
 def condition_widths(settings: dict) -> dict:
     """Cross-attention width, pooled width and number of condition tokens of the fMRI conditioner."""
-    from .models.ldm import UNET_SIZES
+    from .models.ldm import CONDITION_TOKENS, UNET_SIZES
 
-    size, s = UNET_SIZES[settings["size"]], settings["ldm"]
+    size = {**UNET_SIZES[settings["size"]], "condition_tokens": CONDITION_TOKENS[settings["size"]]}
+    s = settings["ldm"]
     return {k: int(s.get(k) or size[k]) for k in ("cross_attention_dim", "pooled_dim", "condition_tokens")}
 
 

@@ -39,10 +39,12 @@ AUTOENCODER_SIZES = {
 }  # fmt: skip
 UNET_SIZES = {
     "tiny": dict(block_out_channels=(32, 64, 64), layers_per_block=1, cross_attention_dim=64,
-                 attention_head_dim=8, pooled_dim=64, norm_num_groups=16, condition_tokens=64),
+                 attention_head_dim=8, pooled_dim=64, norm_num_groups=16),
     "paper": dict(block_out_channels=(192, 384, 576, 960), layers_per_block=2, cross_attention_dim=512,
-                  attention_head_dim=32, pooled_dim=512, norm_num_groups=32, condition_tokens=77),
+                  attention_head_dim=32, pooled_dim=512, norm_num_groups=32),
 }  # fmt: skip
+#: Condition tokens the fMRI conditioner makes per size (MinD-Vis' code uses 77, CLIP's length).
+CONDITION_TOKENS = {"tiny": 64, "paper": 77}
 FIRST_STAGE_FOLDERS = {"kl": "vae", "vq": "vqvae"}
 
 
@@ -72,7 +74,6 @@ def build_unet(size: str, latent_size: int, latent_channels: int = 4, cross_atte
     from diffusers import UNet2DConditionModel
 
     s = dict(UNET_SIZES[size])
-    s.pop("condition_tokens")
     s["cross_attention_dim"] = cross_attention_dim or s["cross_attention_dim"]
     s["pooled_dim"] = pooled_dim or s["pooled_dim"]
     n = len(s["block_out_channels"])
