@@ -53,7 +53,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=425, help="resolution in px (NSD recipe: 425)")
     ap.add_argument("--subsample-pairs", type=int, default=200, help="pairs timed with skimage")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
-    ap.add_argument("--backend", default="auto", choices=["auto", "compiled", "eager"])
+    ap.add_argument("--backend", default="auto", choices=["auto", "native", "compiled", "eager"])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()

@@ -12,8 +12,10 @@ import yaml
 
 from fmrirecon.errors import InputError
 from fmrirecon.evaluate.features import TorchvisionAlexNet, network_status
-from fmrirecon.evaluate.presets import DEFAULT_PROTOCOLS
-from fmrirecon.evaluate.protocols import evaluate_protocol, get_protocol, metric_keys, shuffled_control
+from fmrirecon.evaluate.presets import DEFAULT_PROTOCOLS, resolve_protocols
+from fmrirecon.evaluate.protocol_metrics import METRICS
+from fmrirecon.evaluate.protocol_spec import METRIC_NAMES, check_protocol, derived_keys
+from fmrirecon.evaluate.protocols import evaluate_protocol
 from fmrirecon.evaluate.stats import binomial_sd, compare_methods
 
 PRESETS = ("fang2020_pairwise_ssim", "mindvis_nway", "gaziv2022", "mindeye_offline", "report003")
@@ -33,6 +35,12 @@ def _noisy(images: np.ndarray, seed: int, amp: int = 30) -> np.ndarray:
     return np.clip(images.astype(int) + rng.integers(-amp, amp, images.shape), 0, 255).astype(np.uint8)
 
 
+def _keys(protocol: dict) -> list[str]:
+    """The result keys a protocol produces (before knowing which are unavailable)."""
+    check_protocol(protocol)
+    return [k for spec in protocol["metrics"] for k in derived_keys(spec)]
+
+
 def _plain_types(obj) -> bool:
     if isinstance(obj, dict):
         return all(isinstance(k, str) and _plain_types(v) for k, v in obj.items())
@@ -46,9 +54,9 @@ def test_presets_are_yaml_friendly_plain_data():
     assert _plain_types(DEFAULT_PROTOCOLS)
     assert yaml.safe_load(yaml.safe_dump(DEFAULT_PROTOCOLS)) == DEFAULT_PROTOCOLS
     for name in PRESETS:
-        proto = get_protocol(name)
+        proto = resolve_protocols([name], {})[name]
         assert proto["description"] and proto["paper"] and proto["metrics"]
-        keys = metric_keys(proto)
+        keys = _keys(proto)
         assert len(keys) == len(set(keys))
     mindvis = {m["key"]: m for m in DEFAULT_PROTOCOLS["mindvis_nway"]["metrics"]}
     sem = mindvis["semantic_50way_top1"]
@@ -56,7 +64,7 @@ def test_presets_are_yaml_friendly_plain_data():
     assert "ViT-H/14" in sem["substitution"]
     ssim = {m["key"]: m for m in DEFAULT_PROTOCOLS["mindeye_offline"]["metrics"]}["ssim"]
     assert (ssim["resolution"], ssim["grey"], ssim["sigma"], ssim["use_sample_covariance"]) == (425, True, 1.5, False)
-    gaziv = metric_keys(DEFAULT_PROTOCOLS["gaziv2022"])
+    gaziv = _keys(DEFAULT_PROTOCOLS["gaziv2022"])
     assert {"perceptual_2way", "perceptual_5way", "perceptual_10way", "perceptual_50way", "centroid_rank"} <= set(gaziv)
 
 
@@ -92,14 +100,16 @@ def test_shuffled_control_of_perfect_reconstructions_sits_at_chance():
         ],
     }  # fmt: skip
     main = evaluate_protocol(truth.copy(), truth, proto, seed=0)
-    ctrl = shuffled_control(truth.copy(), truth, proto, seed=0)
-    assert ctrl["control"] == "shuffled_truth" and all(p != i for i, p in enumerate(ctrl["permutation"]))
+    ctrl = main["controls"]["shuffled_truth"]
+    assert ctrl["permutation_seed"] == 0 and all(p != i for i, p in enumerate(ctrl["permutation"]))
+    assert sorted(ctrl["permutation"]) == list(range(n))
     for key, chance in (("pix_2way", 0.5), ("pix_5way", 0.2), ("ssim_2way", 0.5)):
         assert main["metrics"][key]["value"] == 1.0
         value = ctrl["metrics"][key]["value"]
         # per-image scores lie in [0, 1] with mean p, so their mean has sd <= sqrt(p (1 - p) / n)
         assert abs(value - chance) < 4 * binomial_sd(chance, n), (key, value)
-        assert main["controls"]["shuffled_truth"]["metrics"][key]["value"] == pytest.approx(value)
+    no_ctrl = evaluate_protocol(truth.copy(), truth, proto, seed=0, controls=False)
+    assert "controls" not in no_ctrl and no_ctrl["metrics"]["pix_2way"]["chance"] == 0.5
 
 
 def test_samples_first_mean_and_max():
@@ -119,7 +129,7 @@ def test_samples_first_mean_and_max():
     assert m["pc_first"]["value"] < m["pc_mean"]["value"] < m["pc_max"]["value"] == pytest.approx(1.0)
     assert m["pc"]["value"] == pytest.approx(m["pc_mean"]["value"])
     assert "sample 1" in m["pc_max"]["settings"]["samples"]
-    assert metric_keys(proto) == ["pc_first", "pc_mean", "pc", "pc_max"]
+    assert list(m) == _keys(proto) == ["pc_first", "pc_mean", "pc", "pc_max"]
 
 
 def test_effnet_metrics_semantic_centroid_and_unavailable_networks():
@@ -199,7 +209,12 @@ def test_input_errors():
     with pytest.raises(InputError, match="unknown metric"):
         evaluate_protocol(truth, truth, {"metrics": [{"name": "fid"}]}, seed=0)
     with pytest.raises(InputError, match="twice"):
-        metric_keys({"metrics": [{"name": "ssim"}, {"name": "ssim"}]})
+        evaluate_protocol(truth, truth, {"metrics": [{"name": "ssim"}, {"name": "ssim"}]}, seed=0)
     bad_gallery = {"images": truth, "category": np.arange(4), "true_category": np.array([0, 1, 2, 9])}
     with pytest.raises(InputError, match="no gallery images"):
         evaluate_protocol(truth, truth, proto, seed=0, gallery=bad_gallery)
+
+
+def test_every_metric_name_has_one_function():
+    assert list(METRICS) == list(METRIC_NAMES)
+    assert all(callable(f) for f in METRICS.values())

