@@ -14,6 +14,7 @@ configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 from fmrirecon.config import validate_config  # noqa: E402
 from fmrirecon.errors import InputError  # noqa: E402
+from fmrirecon.methods import rules_files  # noqa: E402
 
 try:
     validate_config(config)
@@ -26,11 +27,14 @@ report: "workflow/report/workflow.rst"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
-include: "workflow/rules/encdec_common.smk"
-include: "workflow/rules/labels.smk"
-include: "workflow/rules/encoders.smk"
-include: "workflow/rules/decoders.smk"
-include: "workflow/rules/ldm.smk"
+
+
+# one rules file per method family plugin (fmrirecon.methods.PLUGINS)
+for family_rules in rules_files():
+
+    include: family_rules
+
+
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 

@@ -1,6 +1,6 @@
 """Benchmark: training steps/s of every CAD (paper 001) stage and sampling images/s.
 
-Runs each stage function of :mod:`fmrirecon.cad` for one epoch (``--epochs``) on prepared files
+Runs each stage function of :mod:`fmrirecon.methods.cad` for one epoch (``--epochs``) on prepared files
 of the DAG (default: the embedded default's subject 1, VC, after its data stages have run), with the
 ``cad`` settings of a config, in one process, and prints steps/s per stage and sampled images/s.
 
@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from fmrirecon import cad  # noqa: E402
+from fmrirecon.methods.cad import ldm as cad_ldm, mae as cad_mae  # noqa: E402
 from fmrirecon.config import method_settings, validate_config  # noqa: E402
 from fmrirecon.data import prepared  # noqa: E402
 
@@ -66,19 +66,19 @@ def main() -> None:
             steps = math.ceil(samples[block] / s[block]["batch_size"]) * s[block]["epochs"]
             rows.append((name, steps, wall, steps / wall))
 
-        run("pretrain_fmri_mae", cad.pretrain_fmri_mae, "fmri_mae", data=args.data, output=str(t / "f.safetensors"))
-        run("pretrain_image_mae", cad.pretrain_image_mae, "image_mae", images=args.images, output=str(t / "i.safetensors"))
-        run("tune_cross_modal", cad.tune_cross_modal, "cross_modal", data=args.data, images=args.images,
-            fmri_mae=str(t / "f.safetensors"), image_mae=str(t / "i.safetensors"), output=str(t / "c.safetensors"))  # fmt: skip
-        run("train_autoencoder", cad.train_autoencoder, "autoencoder", images=args.images, output=str(t / "ae"))
-        run("pretrain_ldm", cad.pretrain_ldm, "ldm_pretrain", images=args.images, autoencoder=str(t / "ae"),
-            output=str(t / "ldm0"))  # fmt: skip
-        run("train_ldm", cad.train_ldm, "ldm", data=args.data, images=args.images, ldm_folder=str(t / "ldm0"),
-            fmri_encoder=str(t / "c.safetensors"), output=str(t / "ldm.safetensors"))  # fmt: skip
+        run("pretrain_fmri_mae", cad_mae.pretrain_fmri_mae, "fmri_mae", data=args.data, model=str(t / "f.safetensors"))
+        run("pretrain_image_mae", cad_mae.pretrain_image_mae, "image_mae", images=args.images, model=str(t / "i.safetensors"))
+        run("tune_cross_modal", cad_mae.tune_cross_modal, "cross_modal", data=args.data, images=args.images,
+            fmri_mae=str(t / "f.safetensors"), image_mae=str(t / "i.safetensors"), model=str(t / "c.safetensors"))  # fmt: skip
+        run("train_autoencoder", cad_ldm.train_autoencoder, "autoencoder", images=args.images, model=str(t / "ae"))
+        run("pretrain_ldm", cad_ldm.pretrain_ldm, "ldm_pretrain", images=args.images, autoencoder=str(t / "ae"),
+            model=str(t / "ldm0"))  # fmt: skip
+        run("train_ldm", cad_ldm.train_ldm, "ldm", data=args.data, images=args.images, ldm_folder=str(t / "ldm0"),
+            fmri_encoder=str(t / "c.safetensors"), model=str(t / "ldm.safetensors"))  # fmt: skip
         t0 = time.perf_counter()
-        cad.reconstruct_cad(data=args.data, images=args.images, ldm_folder=str(t / "ldm0"),
+        cad_ldm.reconstruct_cad(data=args.data, images=args.images, ldm_folder=str(t / "ldm0"),
                             model=str(t / "ldm.safetensors"), settings=s, training=training, seed=0,
-                            method=args.method, output=str(t / "recon.h5"))  # fmt: skip
+                            method=args.method, recon=str(t / "recon.h5"))  # fmt: skip
         n_img = len(d["test/fmri"]) * s["sampling"]["samples"]
         wall = time.perf_counter() - t0
     print(f"CAD stages, method {args.method!r}, size {s['size']}, {args.threads} thread(s), "

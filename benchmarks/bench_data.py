@@ -23,7 +23,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow"))
 
 from fmrirecon.config import validate_config  # noqa: E402
-from fmrirecon.data.steps import mask_roi, prepare_images, run_simulation  # noqa: E402
+from fmrirecon.data.simulation.dataset import simulate_dataset  # noqa: E402
+from fmrirecon.data.steps import mask_roi, prepare_images  # noqa: E402
 
 
 def peak_rss_mb() -> float:
@@ -43,12 +44,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw"
         t0 = time.perf_counter()
-        run_simulation(cfg["simulation"], cfg["seed"], ds["subjects"], str(raw))
+        simulate_dataset(cfg["simulation"], cfg["seed"], ds["subjects"], str(raw))
         timings["simulate_dataset"] = time.perf_counter() - t0
         t = time.perf_counter()
         source = {
-            "reader": "god_bdata", "root": str(raw), "images_npz": "",
-            "unpaired_images": str(raw / "images" / "unpaired"), "truth": str(raw / "truth.h5"),
+            "reader": "god_bdata", "root": str(raw), "truth": str(raw / "truth.h5"),
+            "dataset": {"unpaired_images": str(raw / "images" / "unpaired")},
         }  # fmt: skip
         prepare_images(source, cfg["image_size"], str(Path(tmp) / "images.h5"), "bench")
         timings["prepare_images"] = time.perf_counter() - t
@@ -56,8 +57,8 @@ def main() -> None:
         for s in ds["subjects"]:
             for roi in ds["rois"]:
                 src = {
-                    "reader": "god_bdata", "subject_file": str(raw / f"Subject{s}.h5"),
-                    "unlabeled_file": str(raw / f"Subject{s}_unlabeled.h5"), "truth": str(raw / "truth.h5"),
+                    "reader": "god_bdata", "truth": str(raw / "truth.h5"),
+                    "files": {"subject": str(raw / f"Subject{s}.h5"), "unlabeled": str(raw / f"Subject{s}_unlabeled.h5")},
                 }  # fmt: skip
                 mask_roi(src, str(Path(tmp) / "images.h5"), s, roi, cfg["rois"], ds["normalization"],
                          "metadata", str(Path(tmp) / f"sub-{s}_roi-{roi}.h5"), ds["name"], "bench")  # fmt: skip

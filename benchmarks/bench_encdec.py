@@ -26,8 +26,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow"))
 
 from fmrirecon.config import method_settings, validate_config  # noqa: E402
-from fmrirecon.data.steps import mask_roi, prepare_images, run_simulation  # noqa: E402
-from fmrirecon.encdec import steps  # noqa: E402
+from fmrirecon.data.simulation.dataset import simulate_dataset  # noqa: E402
+from fmrirecon.data.steps import mask_roi, prepare_images  # noqa: E402
+from fmrirecon.methods.encdec import attention, decoder, encoder  # noqa: E402
 
 
 def _rate(tsv: Path, n: int) -> tuple[float, float]:
@@ -55,14 +56,13 @@ def main() -> None:
         data, images = args.data, args.images
         if not data:
             raw = tmp / "raw"
-            run_simulation(cfg["simulation"], cfg["seed"], ["1"], str(raw))
-            source = {"reader": "god_bdata", "root": str(raw), "images_npz": "",
-                      "unpaired_images": str(raw / "images" / "unpaired"), "truth": str(raw / "truth.h5")}  # fmt: skip
+            simulate_dataset(cfg["simulation"], cfg["seed"], ["1"], str(raw))
+            source = {"reader": "god_bdata", "root": str(raw), "truth": str(raw / "truth.h5"),
+                      "dataset": {"unpaired_images": str(raw / "images" / "unpaired")}}  # fmt: skip
             images = str(tmp / "images.h5")
             prepare_images(source, cfg["image_size"], images, "bench")
-            src = {"reader": "god_bdata", "subject_file": str(raw / "Subject1.h5"),
-                   "unlabeled_file": str(raw / "Subject1_unlabeled.h5"), "roi_labels": "", "roi_table": "",
-                   "truth": str(raw / "truth.h5")}  # fmt: skip
+            src = {"reader": "god_bdata", "truth": str(raw / "truth.h5"),
+                   "files": {"subject": str(raw / "Subject1.h5"), "unlabeled": str(raw / "Subject1_unlabeled.h5")}}
             data = str(tmp / "data.h5")
             mask_roi(src, images, "1", args.roi, cfg["rois"], "run", "metadata", data, "sim", "bench")
         from fmrirecon.data.prepared import read_subject_file
@@ -72,25 +72,25 @@ def main() -> None:
         print(f"data: {n_train} training samples x {n_vox} voxels ({args.roi}), {args.threads} threads")
         results = {}
         t = time.perf_counter()
-        steps.make_label_maps(images, cfg["label_maps"], str(tmp / "maps.h5"), str(tmp / "maps.json"), str(tmp / "maps.png"))
+        attention.make_label_maps(images, cfg["label_maps"], str(tmp / "maps.h5"), str(tmp / "maps.json"))
         results["make_label_maps"] = (float("nan"), time.perf_counter() - t)
         enc_cfg = copy.deepcopy(cfg["encoder"])
         enc_cfg["train"]["epochs"] = args.epochs
         for shift in sorted({enc_cfg["max_shift"], 2}):
             enc_cfg["max_shift"] = shift
-            steps.pretrain_encoder(data, images, enc_cfg, cfg["training"], 0, str(tmp / "ck"), str(tmp / "enc.safetensors"),
+            encoder.pretrain_encoder(data, images, enc_cfg, cfg["training"], 0, str(tmp / "ck"), str(tmp / "enc.safetensors"),
                                    str(tmp / "enc.tsv"), str(tmp / "acc.tsv"))  # fmt: skip
             results[f"pretrain_encoder (max_shift {shift})"] = _rate(tmp / "enc.tsv", n_train)
         att_cfg = copy.deepcopy(cfg["attention_decoder"])
         att_cfg["train"]["epochs"] = args.epochs
-        steps.train_attention_decoder(data, images, str(tmp / "maps.h5"), att_cfg, cfg["training"], 0, str(tmp / "ck"),
+        attention.train_attention_decoder(data, images, str(tmp / "maps.h5"), att_cfg, cfg["training"], 0, str(tmp / "ck"),
                                       str(tmp / "att.safetensors"), str(tmp / "att.tsv"), str(tmp / "att.json"))  # fmt: skip
         results["train_attention_decoder"] = _rate(tmp / "att.tsv", n_train)
         for method in [m for m, s in cfg["methods"].items() if s["family"] in ("ssl", "loopencdec")]:
             settings = method_settings(cfg, method)
             settings["train"]["epochs"] = args.epochs
             family = cfg["methods"][method]["family"]
-            steps.train_decoder(method, family, data, images, str(tmp / "enc.safetensors"), str(tmp / "att.safetensors"),
+            decoder.train_decoder(method, family, data, images, str(tmp / "enc.safetensors"), str(tmp / "att.safetensors"),
                                 settings, cfg["training"], 0, str(tmp / "ck"), str(tmp / "dec.safetensors"),
                                 str(tmp / "dec.tsv"))  # fmt: skip
             results[f"train_decoder [{method}]"] = _rate(tmp / "dec.tsv", n_train)

@@ -47,8 +47,8 @@ def sim_images(tmp_path_factory, sim_raw, smoke_config) -> Path:
 
     out = tmp_path_factory.mktemp("prep") / "images.h5"
     source = {
-        "reader": "god_bdata", "root": str(sim_raw), "images_npz": "",
-        "unpaired_images": str(sim_raw / "images" / "unpaired"), "truth": str(sim_raw / "truth.h5"),
+        "reader": "god_bdata", "root": str(sim_raw),
+        "dataset": {"unpaired_images": str(sim_raw / "images" / "unpaired")}, "truth": str(sim_raw / "truth.h5"),
     }  # fmt: skip
     prepare_images(source, smoke_config["image_size"], str(out), "test")
     return out

@@ -26,7 +26,11 @@ def declared(tmp_path: Path, *overlays: Path) -> dict[str, dict]:
 
 
 def is_training_or_sampling(rule: str) -> bool:
-    return rule.startswith(("train_", "pretrain_", "tune_", "reconstruct_")) and rule != "reconstruct_baseline"
+    from fmrirecon.methods import FAMILIES
+
+    gpu_rules = {r for fam in FAMILIES.values() for r in fam.gpu_stages}
+    assert gpu_rules >= {"pretrain_encoder", "train_decoder", "train_ldm", "reconstruct_cad"}
+    return rule in gpu_rules
 
 
 def test_gpu_only_on_rules_that_train_or_sample(tmp_path):

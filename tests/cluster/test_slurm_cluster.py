@@ -140,14 +140,14 @@ def _smoke_overlay(path: Path) -> Path:
     one protocol; checkpoints every 2 steps, so that the kill at step 3 has one to resume from."""
     from snakemake.utils import update_config
 
-    from fmrirecon.baselines import BASELINE_FAMILIES
     from fmrirecon.config import validate_config
+    from fmrirecon.methods import FAMILIES
 
     smoke = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
     merged = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     update_config(merged, copy.deepcopy(smoke))  # what snakemake does with --configfile
     methods = validate_config(merged)["methods"]
-    trained = [m for m in smoke.get("methods", {}) if methods[m]["family"] not in BASELINE_FAMILIES]
+    trained = [m for m in smoke.get("methods", {}) if FAMILIES[methods[m]["family"]].gpu_stages]
     chosen = ["ridge", *trained[:1]]
     protocols = [p for p in methods[chosen[-1]]["protocols"] or ["fang2020_pairwise_ssim"]]
     protocol = "fang2020_pairwise_ssim" if "fang2020_pairwise_ssim" in protocols else protocols[0]
@@ -192,7 +192,7 @@ def runs(cluster, tmp_path_factory):
     slurm = _snakemake(
         base / "slurm", overlay, "--profile", str(REPO / "profiles" / "slurm"),
         "--workflow-profile", str(HERE / "profile"),
-        env={**clean, "FMRIRECON_KILL_AT_STEP": str(KILL_AT_STEP)},
+        env={**clean, "FMRIRECON_KILL_AT_STEP": str(KILL_AT_STEP), "FMRIRECON_TEST_HOOKS": "1"},
     )  # fmt: skip
     slurm_s = time.monotonic() - t
     local.wait(timeout=900)

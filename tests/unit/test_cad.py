@@ -194,7 +194,7 @@ def test_cross_attention_width_mismatch_is_a_clear_error(tiny_unet):
 
 def test_ldm_folder_round_trip_and_width_check(tmp_path, tiny_unet):
     """A diffusers folder we write reads back; the fMRI side refuses a UNet of another width."""
-    from fmrirecon.cad import _fmri_conditioned
+    from fmrirecon.methods.cad.ldm import _fmri_conditioned
     from fmrirecon.models.ldm import build_autoencoder, load_ldm_folder, train_scheduler
 
     build_autoencoder("kl", "tiny").save_pretrained(tmp_path / "ldm" / "vae")

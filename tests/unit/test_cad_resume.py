@@ -15,12 +15,13 @@ import pytest
 from safetensors.torch import load_file
 
 REPO = Path(__file__).resolve().parents[2]
+KILL_AT_7 = {"FMRIRECON_KILL_AT_STEP": "7", "FMRIRECON_TEST_HOOKS": "1"}  # the hook needs test hooks on
 
 JOB = """
 import sys
 from types import SimpleNamespace
-from fmrirecon.cad import pretrain_fmri_mae
-from fmrirecon.cli import run_step
+from fmrirecon.methods.cad.mae import pretrain_fmri_mae
+from fmrirecon.runner import run_step
 from fmrirecon.config import validate_config
 
 out, ckpt, data = sys.argv[1:4]
@@ -29,7 +30,7 @@ settings["fmri_mae"].update(patch_size=8, epochs=2, batch_size=8)
 training = {"device": "cpu", "checkpoint_every_steps": 3, "checkpoint_every_minutes": 10}
 smk = SimpleNamespace(log=[out + "/job.log"], threads=1)
 run_step(smk, pretrain_fmri_mae, data=data, settings=settings, training=training, checkpoint_dir=ckpt,
-         seed=3, output=out + "/mae.safetensors", loss_log=out + "/losses.tsv")
+         seed=3, model=out + "/mae.safetensors", loss_log=out + "/losses.tsv")
 """
 
 
@@ -60,10 +61,10 @@ def _run(out: Path, ckpt: Path, data: Path, env=None):
 def test_dc_mae_killed_and_resumed_equals_uninterrupted(tmp_path, data_file):
     ref = _run(tmp_path / "ref", tmp_path / "ref-ckpt", data_file)
     assert ref.returncode == 0, ref.stderr
-    killed = _run(tmp_path / "run", tmp_path / "ckpt", data_file, {"FMRIRECON_KILL_AT_STEP": "7"})
+    killed = _run(tmp_path / "run", tmp_path / "ckpt", data_file, KILL_AT_7)
     assert killed.returncode == -signal.SIGKILL
     assert not (tmp_path / "run" / "mae.safetensors").exists()  # nothing half-written
-    rerun = _run(tmp_path / "run", tmp_path / "ckpt", data_file, {"FMRIRECON_KILL_AT_STEP": "7"})
+    rerun = _run(tmp_path / "run", tmp_path / "ckpt", data_file, KILL_AT_7)
     assert rerun.returncode == 0, rerun.stderr
     assert "resumed from step 6" in (tmp_path / "run" / "job.log").read_text()
     a, b = load_file(tmp_path / "ref" / "mae.safetensors"), load_file(tmp_path / "run" / "mae.safetensors")

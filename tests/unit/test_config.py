@@ -53,6 +53,13 @@ def test_empty_config_gets_every_default():
         (lambda c: c["methods"]["ssl"].update(protocols=["nope"]), r"methods\.ssl\.protocols: \['nope'\] not in evaluation"),
         (lambda c: c["evaluation"].update(protocols=["fang2021"]), r"evaluation\.protocols: unknown protocol\(s\) \['fang2021'\]"),
         (lambda c: c["methods"].update(ssl={"family": "nope"}), r"methods\.ssl\.family: 'nope' is not one of"),
+        (lambda c: c["methods"].update(encoder={"family": "ridge"}), r"methods\.encoder: a method may not be named"),
+        (lambda c: c["methods"]["ssl"].update(rois=["VCC"]), r"methods\.ssl\.rois: \['VCC'\] not in any dataset"),
+        (lambda c: c["methods"]["ridge"].update(target_size=7), r"methods\.ridge\.target_size: 7 does not divide"),
+        (lambda c: c["evaluation"].update(protocols=["x/../y"]), r"evaluation\.protocols\[0\]"),
+        (lambda c: c["datasets"].append({"name": "god", "format": "god_bdata", "path": "x", "subjects": ["1"],
+                                         "rois": ["VC"], "unlabeled_fmri": "pool/{0}.h5"}),
+         r"datasets\[1\]\.unlabeled_fmri: 'pool/\{0\}\.h5' must be a file pattern"),
         (
             lambda c: c["datasets"].append({"name": "god", "format": "god_bdata", "subjects": ["1"], "rois": ["VC"]}),
             r"datasets\[1\]\.path: format god_bdata needs",
@@ -100,7 +107,8 @@ def test_config_hash_is_stable_and_sensitive():
 def test_cad_stage_settings_hold_only_what_each_stage_reads():
     """A CAD rule's params (and a shared stage's file-name hash) change only with the settings that
     stage reads, so tuning the fMRI-conditioned LDM does not retrain phase 1, phase 2 or the LDM."""
-    from fmrirecon.config import cad_stage_settings, method_settings
+    from fmrirecon.config import method_settings
+    from fmrirecon.methods.cad.settings import stage_settings as cad_stage_settings
 
     cfg = validate_config(_default())
     before = method_settings(cfg, "cad")

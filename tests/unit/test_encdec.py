@@ -206,8 +206,8 @@ def tiny_unit(tmp_path_factory, sim_raw, sim_images):
 
     out = tmp_path_factory.mktemp("encdec") / "roi-VC" / "data.h5"
     src = {
-        "reader": "god_bdata", "subject_file": str(sim_raw / "Subject1.h5"),
-        "unlabeled_file": str(sim_raw / "Subject1_unlabeled.h5"), "roi_labels": "", "roi_table": "",
+        "reader": "god_bdata",
+        "files": {"subject": str(sim_raw / "Subject1.h5"), "unlabeled": str(sim_raw / "Subject1_unlabeled.h5")},
         "truth": str(sim_raw / "truth.h5"),
     }  # fmt: skip
     comps = {"VC": ["V1", "V2", "V3", "V4", "LOC", "FFA", "PPA"]}
@@ -227,18 +227,17 @@ def _settings():
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, tiny_unit, sim_images):
     """Encoder, label maps, attention decoder for the tiny unit (one epoch each)."""
-    from fmrirecon.encdec import steps
+    from fmrirecon.methods.encdec import attention as att_stage, encoder as enc_stage
 
     cfg = _settings()
     root = tmp_path_factory.mktemp("models")
     enc = root / "encoder.safetensors"
-    steps.pretrain_encoder(str(tiny_unit), str(sim_images), cfg["encoder"], cfg["training"], 0,
+    enc_stage.pretrain_encoder(str(tiny_unit), str(sim_images), cfg["encoder"], cfg["training"], 0,
                            str(root / "ck-enc"), str(enc), str(root / "enc.tsv"), str(root / "acc.tsv"))  # fmt: skip
     maps = root / "label_maps.h5"
-    steps.make_label_maps(str(sim_images), cfg["label_maps"], str(maps), str(root / "labels.json"),
-                          str(root / "labels.png"))  # fmt: skip
+    att_stage.make_label_maps(str(sim_images), cfg["label_maps"], str(maps), str(root / "labels.json"))
     att = root / "attention.safetensors"
-    steps.train_attention_decoder(str(tiny_unit), str(sim_images), str(maps), cfg["attention_decoder"],
+    att_stage.train_attention_decoder(str(tiny_unit), str(sim_images), str(maps), cfg["attention_decoder"],
                                   cfg["training"], 0, str(root / "ck-att"), str(att),
                                   str(root / "att.tsv"), str(root / "att.json"))  # fmt: skip
     return {"cfg": cfg, "root": root, "encoder": enc, "maps": maps, "attention": att}
@@ -266,45 +265,45 @@ def test_stage_outputs_and_summaries(trained):
 def test_decoders_train_and_reconstruct(trained, tiny_unit, sim_images, tmp_path, method, family, overrides):
     from fmrirecon.config import _deep_merge
     from fmrirecon.data.prepared import read_recon_file
-    from fmrirecon.encdec import steps
+    from fmrirecon.methods.encdec import decoder as dec_stage
 
     cfg = trained["cfg"]
     settings = _deep_merge(cfg[family], overrides)
     model = tmp_path / "decoder.safetensors"
-    steps.train_decoder(method, family, str(tiny_unit), str(sim_images), str(trained["encoder"]),
+    dec_stage.train_decoder(method, family, str(tiny_unit), str(sim_images), str(trained["encoder"]),
                         str(trained["attention"]), settings, cfg["training"], 0, str(tmp_path / "ck"),
                         str(model), str(tmp_path / "losses.tsv"))  # fmt: skip
     header = (tmp_path / "losses.tsv").read_text().splitlines()[0].split("\t")
     expected = {"ssl": {"D", "ED", "DE"}, "ssl-supervised": {"D"}, "loopencdec": {"image", "loop", "imagenet"},
                 "loopencdec-nofa-noloop": {"image", "imagenet"}}[method]  # fmt: skip
     assert expected <= set(header) and not ({"ED", "DE", "loop"} - expected) & set(header)
-    steps.reconstruct_decoder(method, family, str(tiny_unit), str(sim_images), str(model),
+    dec_stage.reconstruct_decoder(method, str(tiny_unit), str(sim_images), str(model),
                               str(trained["attention"]), cfg["training"], 0, str(tmp_path / "recon.h5"))  # fmt: skip
     rec = read_recon_file(tmp_path / "recon.h5")
     assert rec["images"].shape == (10, 32, 32, 3) and rec["attrs"]["method"] == method
 
 
 def test_voxel_count_mismatch_and_missing_inputs_fail_with_one_line(trained, tiny_unit, sim_images, tmp_path):
-    from fmrirecon.encdec import steps
+    from fmrirecon.methods.encdec import attention as att_stage, encoder as enc_stage
     from fmrirecon.models.backbone import Backbone
 
     with pytest.raises(InputError, match=r"encoder predicts \d+ voxels but the fMRI has 5"):
-        steps.load_encoder(str(trained["encoder"]), 5, torch.device("cpu"))
+        enc_stage.load_encoder(str(trained["encoder"]), 5, torch.device("cpu"))
     with pytest.raises(InputError, match="label map file not found"):
-        steps.read_label_maps(str(tmp_path / "nope.h5"), "train", 3)
+        att_stage.read_label_maps(str(tmp_path / "nope.h5"), "train", 3)
     with pytest.raises(InputError, match="vgg19.pth"):
         Backbone("vgg19", 32, str(tmp_path))
     with pytest.raises(InputError, match="model weights file not found"):
-        steps.load_encoder(str(tmp_path / "missing.safetensors"), None, torch.device("cpu"))
+        enc_stage.load_encoder(str(tmp_path / "missing.safetensors"), None, torch.device("cpu"))
 
 
 RESUME_SCRIPT = """
 import sys, json, logging
 logging.basicConfig(level=logging.INFO)
 sys.path.insert(0, {pkg!r})
-from fmrirecon.encdec import steps
+from fmrirecon.methods.encdec.decoder import train_decoder
 a = json.loads(sys.argv[1])
-steps.train_decoder(*a)
+train_decoder(*a)
 """
 
 
@@ -321,7 +320,7 @@ def test_killed_decoder_training_resumes_to_identical_weights(trained, tiny_unit
                 str(out / "d.safetensors"), str(out / "losses.tsv")]  # fmt: skip
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         if kill:
-            env["FMRIRECON_KILL_AT_STEP"] = str(kill)
+            env.update(FMRIRECON_KILL_AT_STEP=str(kill), FMRIRECON_TEST_HOOKS="1")
         return subprocess.run([sys.executable, "-c", script, json.dumps(args)], env=env,
                               capture_output=True, text=True), out  # fmt: skip
 
@@ -354,7 +353,7 @@ def test_paper_sizes_build_with_the_papers_dimensions():
 
 
 def test_voxel_accuracy_matches_numpy_correlation_and_divides_by_the_ceiling():
-    from fmrirecon.encdec.steps import voxel_accuracy
+    from fmrirecon.methods.encdec.encoder import voxel_accuracy
 
     rng = np.random.default_rng(0)
     true = rng.normal(size=(30, 4))

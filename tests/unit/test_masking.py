@@ -16,17 +16,12 @@ from fmrirecon.errors import InputError
 COMPOSITES = {"LVC": ["V1", "V2", "V3"], "HVC": ["LOC", "FFA", "PPA"], "VC": ["V1", "V2", "V3", "V4", "LOC", "FFA", "PPA"]}
 
 
-def _source(raw, subject="1", reader="god_bdata", **kw):
-    src = {
-        "reader": reader,
-        "subject_file": str(raw / (f"Subject{subject}.h5" if reader == "god_bdata" else f"sbj_{subject}.npz")),
-        "unlabeled_file": str(raw / f"Subject{subject}_unlabeled.h5") if reader == "god_bdata" else "",
-        "roi_labels": str(raw / f"sub-{subject}_roi-labels.nii.gz"),
-        "roi_table": str(raw / "roi_labels.tsv"),
-        "truth": str(raw / "truth.h5"),
-    }
-    src.update(kw)
-    return src
+def _source(raw, subject="1", reader="god_bdata", subject_file=None):
+    files = {"subject": subject_file or str(raw / (f"Subject{subject}.h5" if reader == "god_bdata" else f"sbj_{subject}.npz"))}
+    if reader == "god_bdata":
+        files.update(unlabeled=str(raw / f"Subject{subject}_unlabeled.h5"),
+                     roi_labels=str(raw / f"sub-{subject}_roi-labels.nii.gz"), roi_table=str(raw / "roi_labels.tsv"))  # fmt: skip
+    return {"reader": reader, "files": files, "truth": str(raw / "truth.h5")}
 
 
 def _mask(tmp_path, raw, images, roi="VC", normalization="run", roi_source="metadata", **kw):
@@ -106,7 +101,7 @@ def test_roi_nesting_and_unions(tmp_path, sim_raw, sim_images):
     assert names == ["V1", "V2", "V3", "V4", "LOC", "FFA", "PPA"]
     assert (vc["voxels/roi_membership"].sum(0) == 1).all()  # every VC voxel in exactly one area
     # a union defined only in the config
-    rec = READERS["god_bdata"](sim_raw / "Subject1.h5", read_images_file(sim_images, with_images=False))
+    rec = READERS["god_bdata"].read_subject({"subject": sim_raw / "Subject1.h5"}, read_images_file(sim_images, with_images=False))
     union = masking.resolve_roi(rec, "V1V2", {"V1V2": ["V1", "V2"]})
     assert union.sum() == rec.rois["V1"].sum() + rec.rois["V2"].sum()
 
@@ -241,7 +236,7 @@ def test_foreground_masks_that_do_not_match_the_images_are_refused(tmp_path, sim
         del f["images/train/names"], f["images/train/foreground"]
         f["images/train/names"] = names[:-1]  # one image fewer than the image list
         f["images/train/foreground"] = fg[:-1]
-    source = {"reader": "god_bdata", "root": str(raw), "images_npz": "", "truth": str(raw / "truth.h5")}
+    source = {"reader": "god_bdata", "root": str(raw), "dataset": {"unpaired_images": ""}, "truth": str(raw / "truth.h5")}
     out = tmp_path / "images.h5"
     with pytest.raises(InputError, match=r"truth\.h5: foreground masks do not match the train image names"):
         prepare_images(source, smoke_config["image_size"], str(out), "x")

@@ -7,10 +7,11 @@ import pytest
 from PIL import Image
 
 from fmrirecon.data.bdata import BDataBuilder
-from fmrirecon.data.readers import READERS, read_god_bdata, read_god_npz
+from fmrirecon.data.readers import READERS
+from fmrirecon.data.readers.god import read_god_bdata, read_god_npz
 from fmrirecon.data.readers.images import (find_stimulus_rows, load_image_folder,
                                            read_god_stimuli, read_image_list, read_npz_stimuli,
-                                           stimulus_id_from_name, stimulus_ids_match)
+                                           stimulus_id_from_name, stimulus_id_key)
 from fmrirecon.errors import InputError
 
 SIZE = 8
@@ -107,6 +108,12 @@ def _write_subject(path, writer="ours", label_key="stimulus_id", seed=0, corrupt
 
 
 # -- ids and lists ----------------------------------------------------------------------------
+
+
+def stimulus_ids_match(a, b) -> np.ndarray:
+    """Elementwise (broadcast) bool: GOD ids equal as the readers key them; NaN never."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return (stimulus_id_key(a) == stimulus_id_key(b)) & np.isfinite(a) & np.isfinite(b)
 
 
 def test_stimulus_ids_match_as_integers():
@@ -238,7 +245,7 @@ def test_label_alias_and_missing_xyz(stimuli, tmp_path):
     b.add("VoxelData", voxels)
     b.add_metadata("ROI_VC", np.ones(V), "1 = VC")
     b.save(tmp_path / "old.h5")
-    rec = READERS["god_bdata"](tmp_path / "old.h5", stimuli)
+    rec = READERS["god_bdata"].read_subject({"subject": tmp_path / "old.h5"}, stimuli)
     assert rec.attrs["label_key"] == "Label" and not rec.attrs["run_renumbered"]
     assert rec.run.tolist() == list(range(60))
     assert rec.image_index.tolist() == index.tolist()
@@ -303,7 +310,7 @@ def _npz_arrays(seed=0):
 def test_read_god_npz(stimuli, tmp_path):
     arrays = _npz_arrays()
     np.savez(tmp_path / "sbj_1.npz", **arrays)
-    rec = READERS["god_npz"](tmp_path / "sbj_1.npz", stimuli)
+    rec = READERS["god_npz"].read_subject({"subject": tmp_path / "sbj_1.npz"}, stimuli)
     assert rec.fmri.shape == (45, V) and rec.fmri.dtype == np.float32
     np.testing.assert_allclose(rec.fmri[10:], arrays["arr_1"].astype(np.float32))
     assert rec.datatype.tolist() == [1] * 10 + [2] * 35

@@ -122,9 +122,18 @@ def test_trained_methods_of_papers_002_and_000_reach_metrics_and_report(smoke_ru
     assert (hp["loopencdec"]["lambda"], hp["loopencdec"]["mu"]) == (0.7, 0.3)
     assert (hp["loopencdec-nofa"]["lambda"], hp["loopencdec-nofa"]["mu"]) == (0.0, 1.0)
     assert not list((smoke_run / "results" / "checkpoints").rglob("checkpoint.pt"))  # removed when done
+    assert not list((smoke_run / "results" / "checkpoints").rglob("*"))  # no empty folders left either
+    # every training stage reports what it trained with, how fast, and its peak memory
+    stats = json.loads((unit / "encoder" / "encoder.train.json").read_text())
+    assert stats["steps"] == stats["total_steps"] > 0 and stats["steps_per_s"] > 0 and stats["peak_memory_mib"] > 0
+    assert stats["device"] == "cpu" and stats["precision"] == "fp32" and stats["settings"]["epochs"] == 2
+    assert stats["stage_settings"]["max_shift"] == 0  # the smoke config's encoder block, resolved
+    cad_stats = json.loads((unit / "cad" / "cad-ldm.train.json").read_text())
+    assert cad_stats["settings"]["optimizer"] == "adamw" and cad_stats["world_size"] == 1
     with open(smoke_run / "results" / "training_summary.csv", newline="") as fh:
         summary = list(csv.DictReader(fh))
-    assert {r["stage"] for r in summary} >= {"encoder", "attention_decoder", "label_maps"}
+    assert {r["stage"] for r in summary} >= {"encoder", "attention_decoder", "label_maps", "ssl/decoder", "cad/cad-ldm"}
+    assert {r["quantity"] for r in summary} >= {"steps per s", "peak memory mib"}
     for name in ("training_curves.png", "method_groups.png"):
         assert (smoke_run / "results" / "report" / name).stat().st_size > 10_000
     assert (smoke_run / "results" / "report" / "label_maps" / "simgod.png").exists()

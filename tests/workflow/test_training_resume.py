@@ -53,7 +53,7 @@ def test_killed_training_rule_is_retried_resumes_and_matches(tmp_path):
     # the same inputs, already built; only the training job runs again, and kills itself at step 3
     shutil.copytree(ref, killed, symlinks=True)
     proc = snakemake(killed, overlay, *TARGETS, "--forcerun", "pretrain_encoder", "--retries", "1",
-                     env={**env, "FMRIRECON_KILL_AT_STEP": "3"})  # fmt: skip
+                     env={**env, "FMRIRECON_KILL_AT_STEP": "3", "FMRIRECON_TEST_HOOKS": "1"})  # fmt: skip
     out = proc.stdout + proc.stderr
     assert "Error in rule pretrain_encoder" in out and "1 of 1 steps (100%) done" in out  # failed once, then done
     log = (killed / "results/logs/pretrain_encoder/simgod/sub-1_roi-VC.log").read_text()

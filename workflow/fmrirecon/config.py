@@ -62,14 +62,25 @@ def _explain(error: jsonschema.ValidationError) -> str:
 
 
 def load_schema(path: Path = SCHEMA_PATH) -> dict:
-    """The parsed schema (a fresh copy; parsed once per process, the DAG asks many times)."""
+    """The parsed schema with every family plugin's settings blocks merged into its top-level
+    properties (a fresh copy; parsed once per process, the DAG asks many times)."""
     return copy.deepcopy(_parsed_schema(str(path)))
 
 
 @functools.lru_cache(maxsize=4)
 def _parsed_schema(path: str) -> dict:
+    from .methods import SETTINGS_SCHEMAS
+
     with open(path) as fh:
-        return yaml.safe_load(fh)
+        schema = yaml.safe_load(fh)
+    for plugin_schema in SETTINGS_SCHEMAS:
+        with open(plugin_schema) as fh:
+            blocks = yaml.safe_load(fh)["properties"]
+        clash = sorted(set(blocks) & set(schema["properties"]))
+        if clash:
+            raise RuntimeError(f"{plugin_schema}: config block(s) {clash} are defined twice")
+        schema["properties"].update(blocks)
+    return schema
 
 
 def validate_config(config: dict, schema: dict | None = None) -> dict:
@@ -106,16 +117,34 @@ def _check_cross_references(config: dict) -> None:
     evaluation = config.get("evaluation", {})
     resolve_protocols(evaluation.get("protocols", []), evaluation.get("presets", {}))
     protocols = set(evaluation.get("protocols", []))
+    from .methods import FAMILIES, RESERVED_FOLDERS
+
     for name, spec in config.get("methods", {}).items():
+        if name in RESERVED_FOLDERS:
+            raise InputError(
+                f"config error at methods.{name}: a method may not be named like a stage folder "
+                f"{sorted(RESERVED_FOLDERS)}"
+            )
+        if spec["family"] not in FAMILIES:
+            raise InputError(
+                f"config error at methods.{name}.family: {spec['family']!r} is not one of {sorted(FAMILIES)}"
+            )
         extra = [p for p in spec.get("protocols", []) if p not in protocols]
         if extra:
             raise InputError(
                 f"config error at methods.{name}.protocols: {extra} not in evaluation.protocols "
                 f"({sorted(protocols)})"
             )
-        method_settings(config, name)
+    for name, settings in resolve_methods(config).items():
+        FAMILIES[config["methods"][name]["family"]].check(name, settings, config)
+    from .data.readers import READERS
+
     sim_subjects = set(sim.get("subjects", {}))
     for i, ds in enumerate(config["datasets"]):
+        key = "read_as" if ds["format"] == "simulated" else "format"
+        if ds[key] not in READERS:
+            known = sorted(READERS) + ([] if key == "read_as" else ["simulated"])
+            raise InputError(f"config error at datasets[{i}].{key}: {ds[key]!r} is not one of {known}")
         if ds["format"] == "simulated":
             missing = [s for s in ds["subjects"] if s not in sim_subjects]
             if missing:
@@ -134,16 +163,15 @@ def _check_cross_references(config: dict) -> None:
                 f"config error at datasets[{i}].methods: {unknown} not defined under methods "
                 f"(defined: {sorted(config.get('methods', {}))})"
             )
-        reader = ds["read_as"] if ds["format"] == "simulated" else ds["format"]
-        if reader == "god_npz" and ds.get("roi_source") == "nifti":
-            raise InputError(
-                f"config error at datasets[{i}].roi_source: the npz layout has no voxel coordinates, "
-                "so ROIs come from its own masks (roi_source: metadata)"
-            )
-        if reader == "god_npz" and ds.get("unlabeled_fmri"):
-            raise InputError(
-                f"config error at datasets[{i}].unlabeled_fmri: only supported with format god_bdata"
-            )
+        READERS[ds[key]].check(ds, f"datasets[{i}]")
+    for name, spec in config.get("methods", {}).items():
+        for key, known in (("rois", {r for d in config["datasets"] for r in d["rois"]}),
+                           ("subjects", {s for d in config["datasets"] for s in d["subjects"]})):
+            missing = [x for x in spec.get(key, []) if x not in known]
+            if missing:  # a typo would silently drop the method from the DAG
+                raise InputError(
+                    f"config error at methods.{name}.{key}: {missing} not in any dataset's {key} ({sorted(known)})"
+                )
 
 
 def _deep_merge(base: dict, over: dict) -> dict:
@@ -157,27 +185,29 @@ def _deep_merge(base: dict, over: dict) -> dict:
 
 
 def method_settings(config: dict, method: str, schema: dict | None = None) -> dict:
-    """The settings a trained method runs with: its family's top-level block + its overrides.
+    """The settings a method runs with: its family's top-level block + its overrides.
 
-    ``methods.<m>.overrides`` is deep-merged over ``config[<family>]``; the result is validated
-    (with defaults) against the family block's schema, so an ablation cannot misspell a key.
+    ``methods.<m>.overrides`` is deep-merged over ``config[<settings block>]``; the result is
+    validated (with defaults) against the block's schema, so an ablation cannot misspell a key.
     Families without a block (the baselines) return their method entry unchanged.
 
     Raises:
         InputError: one line naming ``methods.<m>.overrides`` and the offending key.
     """
+    from .methods import get_family
+
     spec = config["methods"][method]
-    family = spec["family"]
+    block = get_family(spec["family"]).settings_block
     schema = _parsed_schema(str(SCHEMA_PATH)) if schema is None else schema  # read-only here
-    block_schema = schema["properties"].get(family)
+    block_schema = schema["properties"].get(block) if block else None
     if block_schema is None:
         if spec.get("overrides"):
             raise InputError(
-                f"config error at methods.{method}.overrides: family {family} has no settings "
+                f"config error at methods.{method}.overrides: family {spec['family']} has no settings "
                 "block to override"
             )
         return spec
-    merged = _deep_merge(config.get(family, {}), spec.get("overrides", {}))
+    merged = _deep_merge(config.get(block, {}), spec.get("overrides", {}))
     validator = _validator_with_defaults()({**block_schema, "$defs": schema.get("$defs", {})})
     errors = sorted(validator.iter_errors(merged), key=lambda e: (len(e.absolute_path), e.path))
     if errors:
@@ -189,36 +219,34 @@ def method_settings(config: dict, method: str, schema: dict | None = None) -> di
     return merged
 
 
-#: What each CAD stage reads of a method's ``cad`` settings: its rule's params (and, for the shared
-#: stages, the hash in its file name) hold only these, so changing a later stage's settings neither
-#: renames nor reruns an earlier one.
-CAD_STAGE_KEYS = {
-    "fmri_mae": ("size", "fmri_mae", "use_test_fmri_in_pretraining"),
-    "image_mae": ("size", "image_size", "image_mae"),
-    "cross_modal": ("image_size", "cross_modal"),
-    "autoencoder": ("size", "image_size", "first_stage", "autoencoder"),
-    "ldm": ("size", "image_size", "ldm_pretrain"),
-    "fmri_ldm": ("size", "ldm"),
-    "sampling": ("size", "image_size", "sampling"),
-}
-
-
-def cad_stage_settings(settings: dict, stage: str) -> dict:
-    """The part of ``settings`` (one method's merged ``cad`` block) that ``stage`` uses."""
-    out = {k: settings[k] for k in CAD_STAGE_KEYS[stage]}
-    if stage == "image_mae":  # phase 2 uses the image MAE's decoder, so it is built at that depth
-        out["cross_modal"] = {"decoder_depth": settings["cross_modal"]["decoder_depth"]}
-    if stage == "cross_modal":  # phase 2 sparsifies the fMRI as phase 1 did
-        out["fmri_mae"] = {"sparsify": settings["fmri_mae"]["sparsify"]}
-    if stage == "ldm":  # the UNet is built with the fMRI condition's widths
-        out["ldm"] = {k: settings["ldm"][k] for k in ("cross_attention_dim", "pooled_dim")}
-    return out
+def resolve_methods(config: dict) -> dict[str, dict]:
+    """Every method's merged settings, built once (the Snakefile keeps the result)."""
+    return {m: method_settings(config, m) for m in config.get("methods", {})}
 
 
 def config_hash(*parts) -> str:
     """A short stable hash of JSON-serialisable config parts (for provenance attributes)."""
     blob = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+#: ``training`` keys that describe the machine, not the experiment. Jobs read them from the config
+#: when they run (never as rule params), so setting them per machine or cluster never reruns a
+#: finished job; ``precision`` changes GPU numbers and is a rule param.
+MACHINE_TRAINING_KEYS = ("device", "gpus", "checkpoint_every_steps", "checkpoint_every_minutes", "checkpoint_dir")
+
+
+def job_training(config: dict, precision: str = "bf16") -> dict:
+    """The ``training`` settings a job runs with: the machine keys from ``config`` + ``precision``."""
+    training = config.get("training", {})
+    return {**{k: training[k] for k in MACHINE_TRAINING_KEYS if k in training}, "precision": precision}
+
+
+def checkpoint_folder(config: dict, rule: str, wildcards) -> str:
+    """A training job's checkpoint folder: ``<training.checkpoint_dir>/<rule>/<wildcard>-<value>/…``,
+    outside the rule's outputs, so a failed or preempted job keeps it for the retry."""
+    root = config.get("training", {}).get("checkpoint_dir", "results/checkpoints")
+    return str(Path(root, rule, *(f"{k}-{v}" for k, v in wildcards.items())))
 
 
 def dataset_entry(config: dict, name: str) -> dict:

@@ -3,7 +3,7 @@
 Every problem a user can fix (a wrong config key, a corrupt or missing file, a missing ROI, NaNs in
 the voxels, counts that disagree) raises :class:`InputError` with one line that names the file, key
 or shape and what was expected. The Snakemake script adapters turn it into that one line in the
-rule's log and a non-zero exit (see :func:`fmrirecon.cli.run_step`).
+rule's log and a non-zero exit (see :func:`fmrirecon.runner.run_step`).
 """
 
 

@@ -1,24 +1,27 @@
 # Helpers shared by the rules: wildcard constraints from the config, input functions, targets.
-from fmrirecon.baselines import BASELINE_FAMILIES
-from fmrirecon.config import (
-    cad_stage_settings,
-    config_hash,
-    dataset_entry,
-    method_settings,
-)
+# Dataset formats and method families are plugins: this file reaches them only through the reader
+# registry (fmrirecon.data.readers) and the family registry (fmrirecon.methods).
+import re
+
+from fmrirecon.config import config_hash, resolve_methods
+from fmrirecon.data.readers import get_reader
+from fmrirecon.data.simulation import generated_dataset
 from fmrirecon.evaluate.presets import resolve_protocols
+from fmrirecon.methods import PLUGINS, get_family
 
 DATASETS = {d["name"]: d for d in config["datasets"]}
 SIMULATED = [n for n, d in DATASETS.items() if d["format"] == "simulated"]
+METHODS = config["methods"]
+#: Every method's merged settings (family block + overrides), built once at parse time.
+METHOD_SETTINGS = resolve_methods(config)
+FAMILY = {m: get_family(spec["family"]) for m, spec in METHODS.items()}
+PROTOCOLS = config["evaluation"]["protocols"]
+PROTOCOL_SPECS = resolve_protocols(PROTOCOLS, config["evaluation"]["presets"])
 
 
 def _alternatives(values):
-    return "|".join(sorted({str(v) for v in values})) or "(?!x)x"
-
-
-METHODS = config["methods"]
-BASELINES = [m for m, s in METHODS.items() if s["family"] in BASELINE_FAMILIES]
-PROTOCOLS = config["evaluation"]["protocols"]
+    """A wildcard constraint matching exactly these names (regex-escaped)."""
+    return "|".join(sorted({re.escape(str(v)) for v in values})) or "(?!x)x"
 
 
 wildcard_constraints:
@@ -29,145 +32,90 @@ wildcard_constraints:
     roi=_alternatives(r for d in DATASETS.values() for r in d["rois"]),
 
 
-def get_dataset(wildcards):
-    return dataset_entry(config, wildcards.dataset)
-
-
-def get_raw_root(wildcards):
+# -- datasets: everything format-specific comes from the dataset's reader ----------------------
+def raw_root(name):
     """Folder of the dataset's published files (generated for simulated data)."""
-    ds = get_dataset(wildcards)
+    ds = DATASETS[name]
+    return f"results/{name}/raw" if ds["format"] == "simulated" else ds["path"]
+
+
+def reader_view(name):
+    """(reader, dataset entry as the reader reads it)."""
+    ds = DATASETS[name]
     if ds["format"] == "simulated":
-        return f"results/{ds['name']}/raw"
-    return ds["path"]
+        ds = generated_dataset(ds, raw_root(name), config["simulation"])
+    return get_reader(ds["format"]), ds
 
 
-def get_reader(wildcards):
-    ds = get_dataset(wildcards)
-    return ds["read_as"] if ds["format"] == "simulated" else ds["format"]
-
-
-def get_images_npz(wildcards):
-    ds = get_dataset(wildcards)
-    if ds["format"] == "simulated":
-        return f"images_{config['simulation']['image_size']}.npz"
-    return ds["images_npz"]
+def get_truth_file(wildcards):
+    """The simulation truth (true foreground, noise-free signals); empty for real data."""
+    if wildcards.dataset in SIMULATED:
+        return f"results/{wildcards.dataset}/raw/truth.h5"
+    return ""
 
 
 def get_image_inputs(wildcards):
-    """Files prepare_images reads: the generated folder, or the real dataset's image files."""
-    ds = get_dataset(wildcards)
-    root = get_raw_root(wildcards)
-    if ds["format"] == "simulated":
-        return [root]
+    """Files prepare_images reads: the generated folder, or the files the reader names."""
+    name = wildcards.dataset
+    if name in SIMULATED:
+        return [raw_root(name)]
+    reader, ds = reader_view(name)
     extra = [ds[k] for k in ("unpaired_images", "gallery_images") if ds[k]]
-    if ds["format"] == "god_npz":
-        return [f"{root}/{ds['images_npz']}"] + extra
-    lists = [f"{root}/imageID_training.csv", f"{root}/imageID_test.csv"]
-    return lists + [f"{root}/images/training", f"{root}/images/test"] + extra
+    return reader.image_inputs(ds, raw_root(name)) + extra
+
+
+#: Dataset keys that shape the DAG, not how a reader reads images (kept out of prepare_images'
+#: params, so e.g. adding a subject does not rerun it).
+DAG_KEYS = ("name", "subjects", "rois", "methods", "normalization")
 
 
 def get_image_source(wildcards):
-    ds = get_dataset(wildcards)
-    root = get_raw_root(wildcards)
-    unpaired, gallery = ds["unpaired_images"], ds["gallery_images"]
-    if ds["format"] == "simulated":
-        unpaired = unpaired or f"{root}/images/unpaired"
-        gallery = gallery or f"{root}/images/gallery"
+    reader, ds = reader_view(wildcards.dataset)
     return {
-        "reader": get_reader(wildcards),
-        "root": root,
-        "images_npz": get_images_npz(wildcards),
-        "unpaired_images": unpaired,
-        "gallery_images": gallery,
-        "truth": f"{root}/truth.h5" if ds["format"] == "simulated" else "",
+        "reader": reader.name,
+        "root": raw_root(wildcards.dataset),
+        "dataset": {k: v for k, v in ds.items() if k not in DAG_KEYS},
+        "gallery_images": ds["gallery_images"],
+        "truth": get_truth_file(wildcards),
     }
-
-
-def get_subject_file(wildcards):
-    root = get_raw_root(wildcards)
-    if get_reader(wildcards) == "god_npz":
-        return f"{root}/sbj_{wildcards.subject}.npz"
-    return f"{root}/Subject{wildcards.subject}.h5"
-
-
-def get_mask_inputs(wildcards):
-    ds = get_dataset(wildcards)
-    inputs = {"images": f"results/{wildcards.dataset}/images.h5"}
-    if ds["format"] == "simulated":
-        inputs["source"] = get_raw_root(wildcards)
-        return inputs
-    inputs["source"] = get_subject_file(wildcards)
-    src = get_subject_source(wildcards)
-    if src["unlabeled_file"]:
-        inputs["unlabeled"] = src["unlabeled_file"]
-    if ds["roi_source"] == "nifti":
-        inputs["roi_labels"] = src["roi_labels"]
-        inputs["roi_table"] = src["roi_table"]
-    return inputs
 
 
 def get_subject_source(wildcards):
-    ds = get_dataset(wildcards)
-    root = get_raw_root(wildcards)
-    unlabeled = ""
-    if ds["format"] == "simulated":
-        unlabeled = f"{root}/Subject{wildcards.subject}_unlabeled.h5"
-    elif ds["unlabeled_fmri"]:
-        unlabeled = ds["unlabeled_fmri"].format(subject=wildcards.subject)
-    return {
-        "reader": get_reader(wildcards),
-        "subject_file": get_subject_file(wildcards),
-        "unlabeled_file": unlabeled,
-        "roi_labels": f"{root}/sub-{wildcards.subject}_roi-labels.nii.gz",
-        "roi_table": f"{root}/roi_labels.tsv",
-        "truth": f"{root}/truth.h5" if ds["format"] == "simulated" else "",
-    }
+    reader, ds = reader_view(wildcards.dataset)
+    files = reader.subject_inputs(ds, raw_root(wildcards.dataset), wildcards.subject)
+    return {"reader": reader.name, "files": files, "truth": get_truth_file(wildcards)}
 
 
-def get_normalization(wildcards):
-    return get_dataset(wildcards)["normalization"]
+def get_mask_inputs(wildcards):
+    inputs = {"images": f"results/{wildcards.dataset}/images.h5"}
+    if wildcards.dataset in SIMULATED:  # the generated folder holds the reader's files
+        inputs["source"] = raw_root(wildcards.dataset)
+    else:
+        inputs.update(get_subject_source(wildcards)["files"])
+    return inputs
 
 
-def get_roi_source(wildcards):
-    return get_dataset(wildcards)["roi_source"]
+def get_dataset_setting(key):
+    def setting(wildcards):
+        return DATASETS[wildcards.dataset][key]
 
-
-def get_dataset_subjects(wildcards):
-    return list(get_dataset(wildcards)["subjects"])
+    return setting
 
 
 def get_data_hash(wildcards):
     """Provenance hash of everything in the config that shapes a dataset's prepared files."""
-    ds = get_dataset(wildcards)
+    ds = DATASETS[wildcards.dataset]
     sim = config["simulation"] if ds["format"] == "simulated" else None
     return config_hash(ds, config["rois"], config["image_size"], config["seed"], sim)
 
 
-def get_runtime(base_minutes):
-    """A resources callable: ``base_minutes`` × attempt, so a retry gets more time."""
-
-    def runtime(wildcards, attempt):
-        return base_minutes * attempt
-
-    return runtime
-
-
-def get_mem_mb(base_mb):
-    def mem_mb(wildcards, attempt):
-        return base_mb * attempt
-
-    return mem_mb
-
-
-PROTOCOL_SPECS = resolve_protocols(PROTOCOLS, config["evaluation"]["presets"])
-
-
+# -- methods: everything family-specific comes from the family registry ----------------------
 def method_applies(method, dataset, roi, subject):
-    """Whether ``method`` runs on this dataset × subject × ROI (oracles need simulated truth)."""
+    """Whether ``method`` runs on this dataset × subject × ROI."""
     spec = METHODS[method]
     if spec["subjects"] and subject not in spec["subjects"]:
         return False
-    if spec["family"] == "oracle_ridge" and DATASETS[dataset]["format"] != "simulated":
+    if FAMILY[method].needs_truth and dataset not in SIMULATED:
         return False
     if DATASETS[dataset]["methods"] and method not in DATASETS[dataset]["methods"]:
         return False
@@ -186,61 +134,111 @@ def recon_units():
     ]
 
 
-def get_method(wildcards):
-    return METHODS[wildcards.method]
+def methods_of(plugin):
+    """The methods whose family belongs to ``plugin``."""
+    return [m for m in METHODS if FAMILY[m].plugin == plugin]
 
 
-def get_truth_file(wildcards):
-    if DATASETS[wildcards.dataset]["format"] == "simulated":
-        return f"results/{wildcards.dataset}/raw/truth.h5"
-    return ""
+def method_protocols(method):
+    """The method's protocols, else its family's defaults, else every protocol (all within
+    evaluation.protocols)."""
+    own = METHODS[method]["protocols"] or FAMILY[method].default_protocols
+    return [p for p in PROTOCOLS if p in own] if own else PROTOCOLS
+
+
+def get_method_settings(wildcards):
+    return METHOD_SETTINGS[wildcards.method]
 
 
 def get_protocol(wildcards):
     return PROTOCOL_SPECS[wildcards.protocol]
 
 
-def method_protocols(method):
-    return METHODS[method]["protocols"] or PROTOCOLS
+def get_family_name(wildcards):
+    return METHODS[wildcards.method]["family"]
 
 
+# -- resources -----------------------------------------------------------------------------------
+def get_runtime(base_minutes):
+    """A resources callable: ``base_minutes`` × attempt, so a retry gets more time."""
+
+    def runtime(wildcards, attempt):
+        return base_minutes * attempt
+
+    return runtime
+
+
+def get_mem_mb(base_mb):
+    def mem_mb(wildcards, attempt):
+        return base_mb * attempt
+
+    return mem_mb
+
+
+def gpu_resource():
+    """The `gpu` resource of every training or sampling rule, from the config (0 on CPU-only)."""
+    return config["training"]["gpus"]
+
+
+PRECISION = config["training"]["precision"]
+
+
+# -- what each family's rules file hands the generic rules -------------------------------------
+#: plugin -> {"loss_logs", "train_summaries", "report_inputs", "targets"}: callables returning
+#: paths, set once by that plugin's rules file through register_rules().
+RULE_HOOKS = {}
+
+
+def register_rules(
+    plugin, *, loss_logs, train_summaries, report_inputs=None, targets=None
+):
+    """Called once by ``workflow/rules/<plugin>.smk``: its per-epoch loss logs and training
+    summaries (the report's training section), extra report inputs (name -> paths) and targets.
+    """
+    if plugin not in PLUGINS or plugin in RULE_HOOKS:
+        raise WorkflowError(
+            f"rules of family plugin {plugin!r} registered twice or not in {PLUGINS}"
+        )
+    RULE_HOOKS[plugin] = {
+        "loss_logs": loss_logs,
+        "train_summaries": train_summaries,
+        "report_inputs": report_inputs or (lambda: {}),
+        "targets": targets or (lambda: []),
+    }
+
+
+def _hooked(kind):
+    missing = [p for p in PLUGINS if p not in RULE_HOOKS]
+    if missing:
+        raise WorkflowError(
+            f"family plugin(s) {missing} have no rules registered (include their .smk)"
+        )
+    return [RULE_HOOKS[p][kind]() for p in PLUGINS]
+
+
+def training_log_targets():
+    return sorted({p for paths in _hooked("loss_logs") for p in paths})
+
+
+def train_summary_targets():
+    return sorted({p for paths in _hooked("train_summaries") for p in paths})
+
+
+def get_training_report_inputs(wildcards):
+    inputs = {"logs": training_log_targets(), "summaries": train_summary_targets()}
+    for extra in _hooked("report_inputs"):
+        for key, paths in extra.items():
+            inputs[key] = sorted(set(inputs.get(key, [])) | set(paths))
+    return inputs
+
+
+# -- targets ---------------------------------------------------------------------------------
 def metrics_targets():
     return [
         f"results/{d}/sub-{s}/roi-{r}/{m}/metrics-{p}.json"
         for d, s, r, m in recon_units()
         for p in method_protocols(m)
     ]
-
-
-def methods_of(*families):
-    return [m for m, s in METHODS.items() if s["family"] in families]
-
-
-def get_method_settings(wildcards):
-    """A trained method's merged settings (family block + the method's overrides)."""
-    return method_settings(config, wildcards.method)
-
-
-TRAINING = config["training"]
-
-
-# Each family's .smk appends a callable returning its loss-log paths (per-epoch TSV written by
-# fmrirecon.train.loop.write_loss_log); the report plots every one of them.
-TRAINING_LOGS = []
-
-
-def training_log_targets():
-    return sorted({p for fn in TRAINING_LOGS for p in fn()})
-
-
-def checkpoint_dir(rule_name, *parts):
-    """This job's checkpoint folder: outside its outputs, so a failed/preempted job keeps it."""
-    return os.path.join(TRAINING["checkpoint_dir"], rule_name, *parts)
-
-
-def gpu_resource():
-    """The `gpu` resource of every training or sampling step, from the config (0 on CPU-only)."""
-    return TRAINING["gpus"]
 
 
 def grid_targets():
@@ -272,6 +270,32 @@ def prepared_targets():
     ]
 
 
+def ablation_groups():
+    """Method groups for the ablation/ROI charts: family -> its methods (the one named like the
+    family first), for the families the registry marks as ablation groups."""
+    groups = {}
+    for m in METHODS:
+        if FAMILY[m].ablation_group:
+            groups.setdefault(METHODS[m]["family"], []).append(m)
+    return {
+        f: sorted(ms, key=lambda m: (m != f, ms.index(m))) for f, ms in groups.items()
+    }
+
+
+def ablation_targets():
+    trained = {m for *_, m in recon_units()}
+    if not any(m in trained for ms in ablation_groups().values() for m in ms):
+        return []
+    return ["results/report/method_groups.png"]
+
+
+def training_targets():
+    """The report's training section, whenever some target trains a network."""
+    if not training_log_targets():
+        return []
+    return ["results/report/training_curves.png", "results/training_summary.csv"]
+
+
 def get_all_targets():
     return (
         prepared_targets()
@@ -282,24 +306,7 @@ def get_all_targets():
         ]
         + grid_targets()
         + ["results/report/metrics.png"]
-        + encdec_targets()
-        + label_map_targets()
+        + ablation_targets()
+        + sorted({p for paths in _hooked("targets") for p in paths})
         + training_targets()
-    )
-
-
-def training_targets():
-    """The report's training section, whenever some target trains a network."""
-    if not training_log_targets():
-        return []
-    return ["results/report/training_curves.png", "results/training_summary.csv"]
-
-
-def label_map_targets():
-    return sorted(
-        {
-            f"results/report/label_maps/{d}.png"
-            for d, s, r, m in recon_units()
-            if METHODS[m]["family"] == "loopencdec"
-        }
     )

@@ -19,7 +19,7 @@ rule simulate_dataset:
     params:
         simulation=config["simulation"],
         seed=config["seed"],
-        subjects=get_dataset_subjects,
+        subjects=get_dataset_setting("subjects"),
     script:
         "../scripts/simulate_dataset.py"
 
@@ -31,6 +31,8 @@ rule prepare_images:
         "results/{dataset}/images.h5",
     log:
         "results/logs/prepare_images/{dataset}.log",
+    benchmark:
+        "results/benchmarks/prepare_images/{dataset}.tsv"
     conda:
         "../../envs/fmrirecon.yaml"
     threads: 1
@@ -63,8 +65,8 @@ rule mask_roi:
     params:
         source=get_subject_source,
         composites=config["rois"],
-        normalization=get_normalization,
-        roi_source=get_roi_source,
+        normalization=get_dataset_setting("normalization"),
+        roi_source=get_dataset_setting("roi_source"),
         config_hash=get_data_hash,
     script:
         "../scripts/mask_roi.py"

@@ -1,28 +1,4 @@
-# Reconstruction by the reference decoder and controls, evaluation per protocol, aggregation.
-
-
-rule reconstruct_baseline:
-    input:
-        data="results/{dataset}/sub-{subject}/roi-{roi}/data.h5",
-        images="results/{dataset}/images.h5",
-    output:
-        "results/{dataset}/sub-{subject}/roi-{roi}/{method}/recon.h5",
-    log:
-        "results/logs/reconstruct_baseline/{dataset}/sub-{subject}_roi-{roi}_{method}.log",
-    wildcard_constraints:
-        method=_alternatives(BASELINES),
-    conda:
-        "../../envs/fmrirecon.yaml"
-    threads: 2
-    resources:
-        mem_mb=get_mem_mb(4000),
-        runtime=get_runtime(20),
-    params:
-        settings=get_method,
-        seed=config["seed"],
-        truth=get_truth_file,
-    script:
-        "../scripts/reconstruct_baseline.py"
+# Evaluation of every reconstruction with each protocol preset, and the aggregated tables.
 
 
 rule evaluate_reconstructions:
@@ -44,7 +20,9 @@ rule evaluate_reconstructions:
     params:
         protocol=get_protocol,
         seed=config["seed"],
-        evaluation=config["evaluation"],
+        bootstrap_samples=config["evaluation"]["bootstrap_samples"],
+        shuffled_control=config["evaluation"]["shuffled_control"],
+        weights_dir=config["evaluation"]["weights_dir"],
     script:
         "../scripts/evaluate_reconstructions.py"
 

@@ -42,7 +42,7 @@ rule plot_metrics:
 
 rule plot_training:
     input:
-        unpack(lambda wc: {"logs": training_log_targets(), **encdec_summary_inputs()}),
+        unpack(get_training_report_inputs),
     output:
         curves=report(
             "results/report/training_curves.png",
@@ -54,7 +54,7 @@ rule plot_training:
             "results/training_summary.csv",
             caption="../report/training_summary.rst",
             category="Training",
-            labels={"table": "encoders and attention decoders"},
+            labels={"table": "training stages"},
         ),
     log:
         "results/logs/plot_training/plot_training.log",
@@ -79,10 +79,10 @@ rule plot_method_groups:
     conda:
         "../../envs/fmrirecon.yaml"
     params:
-        groups=encdec_groups(),
+        groups=ablation_groups(),
         rois={
             f: list(dict.fromkeys(r for *_, r, m in recon_units() if m == f))
-            for f in ("ssl", "loopencdec")
+            for f in ablation_groups()
         },
     script:
         "../scripts/plot_method_groups.py"

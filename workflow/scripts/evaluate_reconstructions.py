@@ -3,19 +3,24 @@
 import sys
 
 sys.path.insert(0, snakemake.scriptdir + "/..")  # noqa: F821  (the fmrirecon package)
-from fmrirecon.cli import run_step  # noqa: E402
 from fmrirecon.evaluate.steps import evaluate_reconstructions  # noqa: E402
+from fmrirecon.runner import run_step  # noqa: E402
 
-w = snakemake.wildcards  # noqa: F821
+smk = snakemake  # noqa: F821
+w = smk.wildcards
 run_step(
-    snakemake,  # noqa: F821
+    smk,
     evaluate_reconstructions,
-    recon=snakemake.input.recon,  # noqa: F821
-    images=snakemake.input.images,  # noqa: F821
+    recon=smk.input.recon,
+    images=smk.input.images,
     protocol_name=w.protocol,
-    protocol=snakemake.params.protocol,  # noqa: F821
-    seed=snakemake.params.seed,  # noqa: F821
-    evaluation=snakemake.params.evaluation,  # noqa: F821
-    output=snakemake.output[0],  # noqa: F821
+    protocol=smk.params.protocol,
+    seed=smk.params.seed,
+    evaluation={
+        "bootstrap_samples": smk.params.bootstrap_samples,
+        "shuffled_control": smk.params.shuffled_control,
+        "weights_dir": smk.params.weights_dir,
+    },
+    output=smk.output[0],
     context={"dataset": w.dataset, "subject": w.subject, "roi": w.roi, "method": w.method},
 )

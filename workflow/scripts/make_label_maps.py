@@ -3,15 +3,14 @@
 import sys
 
 sys.path.insert(0, snakemake.scriptdir + "/..")  # noqa: F821  (the fmrirecon package)
-from fmrirecon.cli import run_step  # noqa: E402
-from fmrirecon.encdec.steps import make_label_maps  # noqa: E402
+from fmrirecon.methods.encdec.attention import make_label_maps  # noqa: E402
+from fmrirecon.runner import run_step  # noqa: E402
 
 run_step(
     snakemake,  # noqa: F821
     make_label_maps,
     images=snakemake.input.images,  # noqa: F821
     settings=snakemake.params.settings,  # noqa: F821
-    output=snakemake.output.maps,  # noqa: F821
+    maps=snakemake.output.maps,  # noqa: F821
     summary=snakemake.output.summary,  # noqa: F821
-    figure=snakemake.output.figure,  # noqa: F821
 )

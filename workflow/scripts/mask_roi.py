@@ -3,7 +3,7 @@
 import sys
 
 sys.path.insert(0, snakemake.scriptdir + "/..")  # noqa: F821  (the fmrirecon package)
-from fmrirecon.cli import run_step  # noqa: E402
+from fmrirecon.runner import run_step  # noqa: E402
 from fmrirecon.data.steps import mask_roi  # noqa: E402
 
 run_step(

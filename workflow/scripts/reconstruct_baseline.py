@@ -3,8 +3,8 @@
 import sys
 
 sys.path.insert(0, snakemake.scriptdir + "/..")  # noqa: F821  (the fmrirecon package)
-from fmrirecon.baselines import reconstruct_baseline  # noqa: E402
-from fmrirecon.cli import run_step  # noqa: E402
+from fmrirecon.methods.baselines.steps import reconstruct_baseline  # noqa: E402
+from fmrirecon.runner import run_step  # noqa: E402
 
 run_step(
     snakemake,  # noqa: F821
@@ -15,5 +15,5 @@ run_step(
     settings=snakemake.params.settings,  # noqa: F821
     seed=snakemake.params.seed,  # noqa: F821
     truth=snakemake.params.truth,  # noqa: F821
-    output=snakemake.output[0],  # noqa: F821
+    recon=snakemake.output.recon,  # noqa: F821
 )

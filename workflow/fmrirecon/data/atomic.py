@@ -60,9 +60,24 @@ def save_npz_deterministic(path: str | os.PathLike, **arrays: np.ndarray) -> Non
             zf.writestr(info, buf.getvalue())
 
 
+def jsonable(obj):
+    """``obj`` with numpy arrays and scalars as plain lists and numbers, and NaN/inf as None."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
+
+
 def write_json(path: str | os.PathLike, payload: dict) -> None:
-    """JSON with sorted keys, written atomically (numpy scalars become floats)."""
+    """JSON with sorted keys (numpy values as plain numbers, NaN/inf as null), written atomically."""
     import json
 
     with atomic_path(path) as tmp, open(tmp, "w") as fh:
-        json.dump(payload, fh, indent=1, sort_keys=True, default=float)
+        json.dump(jsonable(payload), fh, indent=1, sort_keys=True)

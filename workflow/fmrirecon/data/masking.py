@@ -18,9 +18,6 @@ from .readers.base import IMAGERY, TEST, TRAIN, SubjectRecording
 
 log = logging.getLogger(__name__)
 
-ATOMIC_ROIS = ("V1", "V2", "V3", "V4", "LOC", "FFA", "PPA")
-
-
 def resolve_roi(recording: SubjectRecording, roi: str, composites: dict[str, list[str]]) -> np.ndarray:
     """Boolean voxel mask (V,) of ``roi``: the file's own column first, else a config union."""
     src = recording.source
@@ -108,10 +105,13 @@ def prepare_subject(
     normalization: str,
     n_test_images: int,
     roi_flags: dict[str, np.ndarray] | None = None,
+    roster: tuple[str, ...] = (),
 ) -> PreparedSubject:
     """Select the ROI's voxels, check them, normalise, and split into train / test / imagery.
 
     ``roi_flags`` replaces the recording's own ROI columns (e.g. flags from a NIfTI volume).
+    ``roster`` is the format's atomic ROIs (its reader's ``rois``): the prepared file records each
+    voxel's membership in those of them the recording has.
     """
     src = recording.source
     if roi_flags is not None:
@@ -168,7 +168,7 @@ def prepare_subject(
             u_run = np.zeros(len(u), int) if u_run is None else u_run
             u = normalise(u, u_run, np.ones(len(u), bool), "run")
         groups["unlabeled"] = {"fmri": np.asarray(u, np.float32)}
-    atomic = [r for r in ATOMIC_ROIS if r in recording.rois]
+    atomic = [r for r in roster if r in recording.rois]
     voxels = {
         "source_index": np.flatnonzero(mask),  # VoxelData column of each voxel in the source
         "xyz": recording.voxel_xyz[mask].astype(np.float64),

@@ -11,39 +11,21 @@ from PIL import Image
 
 from ..errors import InputError
 from . import masking, prepared
-from .readers import READERS
+from .readers import get_reader
 from .readers.base import StimulusSet
-from .readers.images import load_gallery_folder, read_god_stimuli, read_npz_stimuli
-from .simulation.dataset import simulate_dataset
+from .readers.images import load_gallery_folder
 
 log = logging.getLogger(__name__)
 
 
-def run_simulation(simulation: dict, seed: int, subjects: list[str], outdir: str) -> None:
-    """Rule ``simulate_dataset``."""
-    simulate_dataset(simulation, seed, subjects, outdir)
-
-
 def load_stimuli(source: dict, image_size: int) -> StimulusSet:
-    """Read a dataset's images from its published layout.
+    """Read a dataset's images from its published layout through its reader.
 
-    ``source`` keys: ``reader`` (god_bdata | god_npz), ``root`` (folder), ``images_npz``,
-    ``unpaired_images`` and ``gallery_images`` (optional folders), ``truth`` (optional
-    simulation truth file).
+    ``source`` keys: ``reader`` (a format name of :data:`~.readers.READERS`), ``root`` (folder),
+    ``dataset`` (the config entry the reader reads its settings from), ``gallery_images``
+    (optional folder), ``truth`` (optional simulation truth file).
     """
-    root = Path(source["root"])
-    unpaired = source.get("unpaired_images") or None
-    if source["reader"] == "god_bdata":
-        stimuli = read_god_stimuli(root, image_size, unpaired_folder=unpaired)
-    else:
-        train_list, test_list = root / "imageID_training.csv", root / "imageID_test.csv"
-        stimuli = read_npz_stimuli(
-            root / source["images_npz"], image_size,
-            train_list=train_list if train_list.exists() else None,
-            test_list=test_list if test_list.exists() else None,
-        )  # fmt: skip
-        if unpaired:
-            stimuli.unpaired = read_god_stimuli(root, image_size, unpaired_folder=unpaired).unpaired
+    stimuli = get_reader(source["reader"]).read_stimuli(source["dataset"], source["root"], image_size)
     if source.get("gallery_images"):
         stimuli.gallery = load_gallery_folder(source["gallery_images"], image_size)
     truth = source.get("truth")
@@ -98,27 +80,25 @@ def mask_roi(
 ) -> None:
     """Rule ``mask_roi``: one subject × ROI, normalised, test repeats averaged, with provenance.
 
-    ``source`` keys: ``reader``, ``subject_file``, optional ``unlabeled_file``, ``roi_labels``
-    (NIfTI label volume) and ``roi_table`` (its TSV) for ``roi_source == "nifti"``, and ``truth``
-    (simulated data: the true per-voxel noise ceilings).
+    ``source`` keys: ``reader`` (a format name), ``files`` (what the reader's ``subject_inputs``
+    named: ``subject``, optional ``unlabeled``, and ``roi_labels`` + ``roi_table`` — a NIfTI
+    label volume and its TSV — for ``roi_source == "nifti"``), and ``truth`` (simulated data: the
+    true per-voxel noise ceilings).
     """
     stimuli = prepared.read_images_file(images, with_images=False)
-    reader = READERS[source["reader"]]
-    subject_file = Path(source["subject_file"])
-    if source["reader"] == "god_bdata":
-        recording = reader(subject_file, stimuli, unlabeled_file=source.get("unlabeled_file") or None)
-    else:
-        recording = reader(subject_file, stimuli)
+    reader = get_reader(source["reader"])
+    files = source["files"]
+    subject_file = Path(files["subject"])
+    recording = reader.read_subject(files, stimuli)
     if source.get("truth") and recording.noise_ceiling is None:
         with h5py.File(source["truth"], "r") as f:  # simulated data: the true noise ceiling
             recording.noise_ceiling = f[f"sub-{subject}/noise_ceiling"][()]
     flags = None
     if roi_source == "nifti":
-        flags = masking.rois_from_nifti(
-            Path(source["roi_labels"]), Path(source["roi_table"]), recording.voxel_xyz
-        )
+        flags = masking.rois_from_nifti(Path(files["roi_labels"]), Path(files["roi_table"]), recording.voxel_xyz)
     result = masking.prepare_subject(
-        recording, roi, composites, normalization, n_test_images=len(stimuli.test), roi_flags=flags
+        recording, roi, composites, normalization, n_test_images=len(stimuli.test), roi_flags=flags,
+        roster=reader.rois,
     )
     result.attrs.update(
         prepared.provenance(subject_file, config_hash, dataset=dataset, subject=subject, roi_source=roi_source)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data import prepared
-from ..data.atomic import atomic_path
+from ..data.atomic import atomic_path, write_json
 from ..errors import InputError
 from .protocols import evaluate_protocol
 from .stats import paired_wilcoxon
@@ -27,7 +27,6 @@ log = logging.getLogger(__name__)
 
 METRICS_COLUMNS = ("dataset", "subject", "roi", "method", "protocol", "metric", "control",
                    "value", "ci_low", "ci_high", "chance", "n", "transductive")  # fmt: skip
-CONTROL_OF_FAMILY = {"mean_image": "mean_image", "oracle_ridge": "oracle"}
 
 
 def _gallery(stim) -> dict | None:
@@ -64,28 +63,16 @@ def evaluate_reconstructions(
     result.update({"context": {**context, "protocol": protocol_name, "family": rec["attrs"].get("family", ""),
                                # 1 when the method's training saw the test fMRI (never the test images)
                                "transductive": int(rec["attrs"].get("transductive_test_fmri", 0))}})  # fmt: skip
-    with atomic_path(output) as tmp:
-        Path(tmp).write_text(json.dumps(_jsonable(result), indent=1, sort_keys=True))
+    write_json(output, result)
     log.info("wrote %s (%d metrics)", output, len(result.get("metrics", {})))
-
-
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    return obj
 
 
 def _rows_of(result: dict) -> list[dict]:
     ctx = result["context"]
-    control = CONTROL_OF_FAMILY.get(ctx.get("family", ""), "none")
+    from ..methods import FAMILIES  # the family's control label (``none`` for a method)
+
+    family = FAMILIES.get(ctx.get("family", ""))
+    control = family.control if family is not None else "none"
     out = []
     shuffled = result.get("controls", {}).get("shuffled_truth")
     for label, block in (("", result), ("shuffled_ids", shuffled)):

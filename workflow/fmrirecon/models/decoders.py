@@ -59,6 +59,16 @@ class SSLDecoder(nn.Module):
         self.out = nn.Conv2d(d["channels"], 3, 5, padding=2)
         _glorot(self)
 
+    @classmethod
+    def from_file(cls, path: str, key: str = "decoder") -> SSLDecoder:
+        """The network saved at ``path`` (its hyper-parameters travel with the weights)."""
+        from ..train.files import load_into, read_hparams
+
+        hp = read_hparams(path)
+        model = cls(hp["n_voxels"], hp["size"])
+        load_into(path, {key: model})
+        return model
+
     def forward(self, fmri: torch.Tensor) -> torch.Tensor:
         h = self.fc(fmri).view(-1, self.c0, self.base, self.base)
         return torch.sigmoid(self.out(self.blocks(h)))
@@ -81,6 +91,16 @@ class GuidedDecoder(nn.Module):
         self.conv_f = nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.ReLU())
         self.out = nn.Conv2d(c, 3, 3, padding=1)
         _glorot(self)
+
+    @classmethod
+    def from_file(cls, path: str, key: str = "decoder") -> GuidedDecoder:
+        """The network saved at ``path`` (its hyper-parameters travel with the weights)."""
+        from ..train.files import load_into, read_hparams
+
+        hp = read_hparams(path)
+        model = cls(hp["n_voxels"], hp["size"], hp["lambda"], hp["mu"])
+        load_into(path, {key: model})
+        return model
 
     @property
     def uses_attention(self) -> bool:
@@ -145,6 +165,16 @@ class AttentionDecoder(nn.Module):
         )
         self.out = nn.Conv2d(d["channels"], 1, 3, padding=1)
         _glorot(self)
+
+    @classmethod
+    def from_file(cls, path: str, key: str = "attention_decoder") -> AttentionDecoder:
+        """The network saved at ``path`` (its hyper-parameters travel with the weights)."""
+        from ..train.files import load_into, read_hparams
+
+        hp = read_hparams(path)
+        model = cls(hp["n_voxels"], hp["size"])
+        load_into(path, {key: model})
+        return model
 
     def forward(self, fmri: torch.Tensor) -> torch.Tensor:
         d = self.d

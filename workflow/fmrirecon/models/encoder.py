@@ -87,6 +87,16 @@ class ImageEncoder(nn.Module):
         self.combine = nn.Parameter(torch.ones(n_voxels, len(self.branches)))  # ≥ 0, 1-initialised
         self.bias = nn.Parameter(torch.zeros(n_voxels))
 
+    @classmethod
+    def from_file(cls, path: str, key: str = "encoder") -> ImageEncoder:
+        """The encoder saved at ``path`` (its hyper-parameters travel with the weights)."""
+        from ..train.files import load_into, read_hparams
+
+        hp = read_hparams(path)
+        model = cls(hp["n_voxels"], hp["size"], hp["backbone"], hp.get("weights_dir", ""))
+        load_into(path, {key: model})
+        return model
+
     def to(self, *args, **kwargs):
         self.backbone.to(*args, **kwargs)
         return super().to(*args, **kwargs)

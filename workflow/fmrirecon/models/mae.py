@@ -56,6 +56,10 @@ def sincos_2d(side: int, dim: int) -> torch.Tensor:
     return torch.cat([row, col], dim=1)
 
 
+#: Hyper-parameters both MAEs share (besides their input shape and patch size).
+ARCH_KEYS = ("embed_dim", "depth", "num_heads", "decoder_embed_dim", "decoder_depth", "decoder_num_heads")
+
+
 class Block(nn.Module):
     """Pre-norm transformer block: (B, L, D) -> (B, L, D)."""
 
@@ -154,6 +158,16 @@ class FmriMAE(_MAE):
         kw.update({k: v for k, v in overrides.items() if v})
         return cls(n_voxels, **kw)
 
+    @classmethod
+    def from_file(cls, path: str, key: str = "mae") -> FmriMAE:
+        """The MAE saved at ``path`` (its hyper-parameters travel with the weights)."""
+        from ..train.files import load_into, read_hparams
+
+        hp = read_hparams(path)
+        model = cls(**{k: hp[k] for k in ("n_voxels", "patch_size") + ARCH_KEYS})
+        load_into(path, {key: model})
+        return model
+
     def hparams(self) -> dict:
         return {
             "n_voxels": self.n_voxels, "patch_size": self.patch_size, "embed_dim": self.embed_dim,
@@ -214,6 +228,16 @@ class ImageMAE(_MAE):
         kw = dict(IMAGE_MAE_SIZES[size])
         kw.update({k: v for k, v in overrides.items() if v})
         return cls(image_size, **kw)
+
+    @classmethod
+    def from_file(cls, path: str, key: str = "mae") -> ImageMAE:
+        """The MAE saved at ``path`` (its hyper-parameters travel with the weights)."""
+        from ..train.files import load_into, read_hparams
+
+        hp = read_hparams(path)
+        model = cls(**{k: hp[k] for k in ("image_size", "patch_size") + ARCH_KEYS})
+        load_into(path, {key: model})
+        return model
 
     def hparams(self) -> dict:
         return {

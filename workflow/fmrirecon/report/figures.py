@@ -114,6 +114,19 @@ def plot_metrics(table: str, output: str) -> None:
     _save_panels(fig, axes, len(panels), output)
 
 
+def plot_label_map_file(images: str, maps: str, summary: str, output: str) -> None:
+    """Rule ``plot_label_maps``: :func:`plot_label_maps` of a dataset's test label maps."""
+    import json
+
+    import h5py
+
+    stim = prepared.read_images_file(images, splits=("train", "test"))
+    with h5py.File(maps, "r") as f:
+        test_maps = f["test/maps"][()]
+    info = json.loads(Path(summary).read_text())["test"]
+    plot_label_maps(stim.test.images, test_maps, stim.test.foreground, output, info)
+
+
 def plot_label_maps(images: np.ndarray, maps: np.ndarray, truth, output: str, summary: dict, n: int = 10) -> None:
     """Test images, their F-attention label maps and (simulated data) the true foreground."""
     n = min(n, len(images))
@@ -160,7 +173,7 @@ def plot_training_curves(logs: list[str], output: str) -> None:
         cols = _read_tsv(path)
         epoch = cols.get("epoch", [])
         for key, vals in cols.items():
-            if key in ("epoch", "step", "lr", "wall_s"):
+            if key in ("epoch", "step", "lr", "wall_s") or key.endswith("/lr"):
                 continue
             ax.plot(epoch, vals, marker=".", lw=1, label=key, ls="-" if key == "loss" else "--")
         parts = Path(path).parts

@@ -19,11 +19,31 @@ def _unit(path: str) -> tuple[str, str, str]:
     return parts[i - 1], parts[i][4:], parts[i + 1][4:]
 
 
-def training_report(logs: list[str], accuracy: list[str], attention: list[str], labels: list[str],
-                    curves: str, summary: str) -> None:  # fmt: skip
-    """Plot every loss log; tabulate encoder test accuracy and decoded F-attention IoU per unit."""
+def _stage_of(path: str) -> tuple[str, str, str, str]:
+    """(dataset, subject, roi, stage) of a training summary ``…/<stage>.train.json``."""
+    parts = Path(path).parts
+    stage = Path(path).name[: -len(".train.json")]
+    if any(p.startswith("sub-") for p in parts):
+        d, s, roi = _unit(path)
+        method = parts[parts.index(f"sub-{s}") + 2]
+        return d, s, roi, stage if method in ("encoder", "attention", "models") else f"{method}/{stage}"
+    return parts[parts.index("results") + 1] if "results" in parts else parts[0], "", "", stage
+
+
+def training_report(logs: list[str], summaries: list[str], curves: str, summary: str,
+                    accuracy: list[str] = (), attention: list[str] = (), labels: list[str] = ()) -> None:  # fmt: skip
+    """Plot every loss log; tabulate each training stage's throughput and peak memory, and the
+    stage-level checks the families provide (encoder test accuracy, decoded F-attention IoU)."""
     plot_training_curves(logs, curves)
     rows = []
+    for path in summaries:
+        with open(path) as fh:
+            info = json.load(fh)
+        d, s, roi, stage = _stage_of(path)
+        for key, value in sorted(info.items()):
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                rows.append({"dataset": d, "subject": s, "roi": roi, "stage": stage,
+                             "quantity": key.replace("_", " "), "value": value})  # fmt: skip
     for path in accuracy:
         with open(path) as fh:
             table = list(csv.DictReader(fh, delimiter="\t"))

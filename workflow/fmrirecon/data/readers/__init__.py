@@ -1,27 +1,43 @@
-"""Readers: published dataset layouts → :class:`SubjectRecording` + :class:`StimulusSet`.
+"""Dataset formats as plugins: published layouts → :class:`SubjectRecording` + :class:`StimulusSet`.
 
-Every reader is a function ``reader(subject_file, stimuli: StimulusSet, ...) -> SubjectRecording``
-registered in :data:`READERS` under the name a config uses (``data.format``); the images of a
-dataset are read once by a stimulus reader (:mod:`.images`) into a :class:`StimulusSet`, and each
-sample's ``image_index`` points into its ``train`` or ``test`` split.
+The DAG knows a format only through :data:`READERS`: ``common.smk`` asks the :class:`Reader` for
+the files rules ``prepare_images`` and ``mask_roi`` read (so Snakemake tracks them as inputs),
+``data/steps.py`` calls its ``read_stimuli`` / ``read_subject``, the config checks call its
+``check``, and prepared files list its ``rois`` roster. Masking, normalisation and everything
+downstream consume only the dataclasses of :mod:`.base`.
 
-Adding a dataset (NSD, BOLD5000, THINGS-fMRI, HCP) means adding one module here, e.g.
-``nsd.py`` with ``read_nsd(subject_dir, stimuli) -> SubjectRecording`` (betas → ``fmri``, the
-shared1000 images as ``datatype`` 2, ``nsdgeneral``/``prf-visualrois`` → ``rois``) plus a
-stimulus function returning a :class:`StimulusSet`, and one entry in :data:`READERS`. An
-unlabeled pool such as HCP fills ``SubjectRecording.unlabeled`` (no images needed). Masking,
-normalisation and everything downstream consume only the dataclasses of :mod:`.base`, so they
-stay unchanged. User-fixable problems raise :class:`fmrirecon.errors.InputError`.
+Adding a format (NSD, BOLD5000, THINGS-fMRI, ...) is exactly:
+
+1. one module here, e.g. ``nsd.py``, defining ``READER = Reader(name="nsd", description=...,
+   rois=(...), image_inputs=..., subject_inputs=..., read_stimuli=..., read_subject=...,
+   check=...)`` — ``read_subject`` returns a :class:`SubjectRecording` whose ``datatype`` marks
+   training (1) and test (2) samples and whose ``image_index`` points into the
+   :class:`StimulusSet`'s ``train`` / ``test`` rows; a subject-independent pretraining pool (HCP)
+   is not a format but its own artifact;
+2. one entry in :data:`READERS` below;
+3. where the format needs settings of its own, keys under the dataset entry's ``options:``
+   (free-form in the schema; the module's ``check`` validates them and fails with one line),
+   and their documentation in ``config/README.md``.
+
+Nothing else changes: the schema accepts any registered name in ``format`` / ``read_as``, the
+wildcards, rules and report are format-blind. User-fixable problems raise
+:class:`fmrirecon.errors.InputError` with the file and the expectation.
 """
 
-from .base import IMAGERY, TEST, TRAIN, ImageSplit, StimulusSet, SubjectRecording
-from .god import read_god_bdata, read_god_npz
+from ...errors import InputError
+from . import god_bdata, god_npz
+from .base import IMAGERY, TEST, TRAIN, ImageSplit, Reader, StimulusSet, SubjectRecording
 
-#: Subject readers by format name.
-READERS = {
-    "god_bdata": read_god_bdata,
-    "god_npz": read_god_npz,
-}
+#: Every dataset format by the name a config uses (``datasets[].format``).
+READERS: dict[str, Reader] = {r.name: r for r in (god_bdata.READER, god_npz.READER)}
 
-__all__ = ["READERS", "TRAIN", "TEST", "IMAGERY", "ImageSplit", "StimulusSet",
-           "SubjectRecording", "read_god_bdata", "read_god_npz"]
+
+def get_reader(name: str) -> Reader:
+    try:
+        return READERS[name]
+    except KeyError:
+        raise InputError(f"unknown dataset format {name!r} (known: {sorted(READERS)})") from None
+
+
+__all__ = ["READERS", "get_reader", "Reader", "TRAIN", "TEST", "IMAGERY", "ImageSplit", "StimulusSet",
+           "SubjectRecording"]  # fmt: skip

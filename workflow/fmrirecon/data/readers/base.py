@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -90,3 +91,31 @@ class StimulusSet:
     unpaired: ImageSplit | None = None
     source: Path | None = None
     gallery: ImageSplit | None = None  # other images per category (class-centroid evaluation)
+
+
+@dataclass(frozen=True)
+class Reader:
+    """One dataset format: the files it needs, how it reads them, its ROI roster and checks.
+
+    Attributes:
+        name: the value of ``datasets[].format`` (or ``read_as`` for simulated data).
+        description: one line for docs and error messages.
+        rois: the format's atomic ROI roster, in the order prepared files list ``roi_names``.
+        image_inputs: ``(dataset, root) -> [paths]`` that rule ``prepare_images`` reads
+            (``dataset`` is the config entry, ``root`` the dataset folder).
+        subject_inputs: ``(dataset, root, subject) -> {name: path}`` that rule ``mask_roi`` reads;
+            ``subject`` is required, ``unlabeled``, ``roi_labels`` and ``roi_table`` are optional.
+        read_stimuli: ``(dataset, root, image_size) -> StimulusSet`` (train/test/unpaired).
+        read_subject: ``(files, stimuli) -> SubjectRecording`` with ``files`` from ``subject_inputs``.
+        check: ``(dataset, where) -> None``; raises ``InputError`` for settings the format cannot
+            honour (``where`` is the config path, e.g. ``datasets[1]``).
+    """
+
+    name: str
+    description: str
+    rois: tuple[str, ...]
+    image_inputs: Callable[[dict, str], list[str]]
+    subject_inputs: Callable[[dict, str, str], dict[str, str]]
+    read_stimuli: Callable[[dict, str, int], StimulusSet]
+    read_subject: Callable[[dict, StimulusSet], SubjectRecording]
+    check: Callable[[dict, str], None] = lambda dataset, where: None

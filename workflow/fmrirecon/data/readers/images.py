@@ -35,12 +35,6 @@ def stimulus_id_key(ids) -> np.ndarray:
     return out
 
 
-def stimulus_ids_match(a, b) -> np.ndarray:
-    """Elementwise (broadcast) bool: GOD ids equal as ``round(id * 1e6)`` integers; NaN never."""
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    return (stimulus_id_key(a) == stimulus_id_key(b)) & np.isfinite(a) & np.isfinite(b)
-
-
 def stimulus_id_from_name(name: str) -> float:
     """``n01518878_10042`` (extension allowed) → ``1518878.010042``; NaN if not that form."""
     m = re.fullmatch(r"n(\d+)_(\d+)", _strip_extension(str(name).strip()))

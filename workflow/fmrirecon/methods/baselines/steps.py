@@ -1,15 +1,4 @@
-"""Reference decoder and evaluation controls, written in the reconstruction contract.
-
-Families (``methods.<name>.family`` in the config):
-
-- ``ridge``: ridge regression from the ROI's voxels to pixels (the reference decoder);
-- ``mean_image``: the mean training image for every test pattern (a floor: no fMRI used);
-- ``oracle_ridge``: simulated data only — the same ridge decoder trained and tested on the
-  noise-free voxel signals, a ceiling for what these voxels can carry linearly.
-
-The shuffled-id control needs no reconstruction: the evaluation scores every method against
-permuted image ids.
-"""
+"""Rule ``reconstruct_baseline``: the ridge reference decoder and the control reconstructions."""
 
 from __future__ import annotations
 
@@ -18,13 +7,15 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import torch
 
-from .data import prepared
-from .errors import InputError
-from .models.ridge import RidgeDecoder
+from ...data import prepared
+from ...errors import InputError
+from ...models.ridge import RidgeDecoder
+from ..common import to_uint8, write_reconstructions
+from . import FAMILIES
 
 log = logging.getLogger(__name__)
-BASELINE_FAMILIES = ("ridge", "mean_image", "oracle_ridge")
 
 
 def _pixels(images: np.ndarray, size: int) -> np.ndarray:
@@ -38,16 +29,17 @@ def _pixels(images: np.ndarray, size: int) -> np.ndarray:
 
 
 def _to_images(flat: np.ndarray, size: int, out_size: int) -> np.ndarray:
-    x = np.clip(flat, 0, 1).reshape(len(flat), size, size, 3)
+    """(N, size*size*3) in [0, 1] -> uint8 (N, out_size, out_size, 3), each pixel a block."""
+    x = flat.reshape(len(flat), size, size, 3)
     f = out_size // size
     x = x.repeat(f, axis=1).repeat(f, axis=2)
-    return np.round(x * 255).astype(np.uint8)
+    return to_uint8(torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2))
 
 
 def reconstruct_baseline(
-    data: str, images: str, method: str, settings: dict, seed: int, output: str, truth: str = ""
+    data: str, images: str, method: str, settings: dict, seed: int, recon: str, truth: str = ""
 ) -> None:
-    """Rule ``reconstruct`` for the baseline families; writes ``recon.h5``."""
+    """Rule ``reconstruct_baseline``: fit on the training pairs, reconstruct the test fMRI."""
     family = settings["family"]
     d = prepared.read_subject_file(data)
     stim = prepared.read_images_file(images, splits=("train", "test"))
@@ -56,19 +48,17 @@ def reconstruct_baseline(
     test_rows = d["test/image_index"]
     if family == "mean_image":
         mean = stim.train.images.astype(np.float64).mean(0)
-        recon = np.repeat(np.round(mean)[None].astype(np.uint8), len(test_rows), axis=0)
+        out = np.repeat(np.round(mean)[None].astype(np.uint8), len(test_rows), axis=0)
     elif family in ("ridge", "oracle_ridge"):
         x_train, x_test = d["train/fmri"], d["test/fmri"]
         y_train = _pixels(stim.train.images[d["train/image_index"]], target)
         if family == "oracle_ridge":
             x_train, x_test, y_train = _oracle_inputs(d, stim, truth, target)
         model = RidgeDecoder(alphas=settings.get("alphas") or (0.1, 1.0, 10.0, 100.0, 1000.0), seed=seed)
-        recon = _to_images(model.fit(x_train, y_train).predict(x_test), target, size)
+        out = _to_images(model.fit(x_train, y_train).predict(x_test), target, size)
     else:
-        raise InputError(f"method {method!r}: family {family!r} is not one of {BASELINE_FAMILIES}")
-    attrs = {"method": method, "family": family, "seed": seed, **{k: v for k, v in d.attrs.items() if k in ("dataset", "subject", "roi")}}
-    prepared.write_recon_file(output, recon, test_rows, stim.test.names[test_rows], attrs)
-    log.info("wrote %s: %s", output, recon.shape)
+        raise InputError(f"method {method!r}: family {family!r} is not one of {[f.name for f in FAMILIES]}")
+    write_reconstructions(recon, out, d, stim.test.names, method=method, family=family, seed=seed)
 
 
 def _oracle_inputs(d, stim, truth: str, target: int):

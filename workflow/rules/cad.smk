@@ -1,9 +1,12 @@
-# Paper 001 (CAD): DC-MAE pretraining, cross-modal tuning, our label-to-image LDM, the fMRI-
-# conditioned LDM and sampling. Stages shared between methods (same settings) live under a short
-# settings hash ({key}), so an ablation of phase 2 reuses phase 1, the image MAE and the LDM.
+# Paper 001 (CAD), family plugin `cad`: DC-MAE pretraining, cross-modal tuning, our label-to-image
+# LDM, the fMRI-conditioned LDM and sampling. Stages shared between methods (the same slice of
+# their settings) are named by a short key of that slice ({key}; fmrirecon.methods.cad.settings),
+# so an ablation of phase 2 reuses phase 1, the image MAE, the first stage and the LDM.
+from fmrirecon.methods.cad.dag import CadDag
 
+CAD = CadDag(recon_units(), METHODS, METHOD_SETTINGS, config["seed"])
 
-include: "ldm_common.smk"
+register_rules("cad", loss_logs=CAD.loss_logs, train_summaries=CAD.train_summaries)
 
 
 rule pretrain_fmri_mae:
@@ -11,7 +14,8 @@ rule pretrain_fmri_mae:
         data="results/{dataset}/sub-{subject}/roi-{roi}/data.h5",
     output:
         model="results/{dataset}/sub-{subject}/roi-{roi}/models/cad-fmri_mae-{key}.safetensors",
-        losses="results/{dataset}/sub-{subject}/roi-{roi}/models/cad-fmri_mae-{key}.losses.tsv",
+        loss_log="results/{dataset}/sub-{subject}/roi-{roi}/models/cad-fmri_mae-{key}.losses.tsv",
+        train_summary="results/{dataset}/sub-{subject}/roi-{roi}/models/cad-fmri_mae-{key}.train.json",
     log:
         "results/logs/pretrain_fmri_mae/{dataset}/sub-{subject}_roi-{roi}_{key}.log",
     benchmark:
@@ -26,12 +30,11 @@ rule pretrain_fmri_mae:
         mem_mb=get_mem_mb(4000),
         runtime=get_runtime(60),
     params:
-        settings=get_cad_stage_settings("fmri_mae"),
-        training=TRAINING,
+        settings=CAD.shared_settings("fmri_mae"),
+        precision=PRECISION,
         seed=config["seed"],
-        checkpoint_dir=get_cad_checkpoint("pretrain_fmri_mae"),
     script:
-        "../scripts/cad_pretrain_fmri_mae.py"
+        "../scripts/pretrain_fmri_mae.py"
 
 
 rule pretrain_image_mae:
@@ -39,7 +42,8 @@ rule pretrain_image_mae:
         images="results/{dataset}/images.h5",
     output:
         model="results/{dataset}/models/cad-image_mae-{key}.safetensors",
-        losses="results/{dataset}/models/cad-image_mae-{key}.losses.tsv",
+        loss_log="results/{dataset}/models/cad-image_mae-{key}.losses.tsv",
+        train_summary="results/{dataset}/models/cad-image_mae-{key}.train.json",
     log:
         "results/logs/pretrain_image_mae/{dataset}_{key}.log",
     benchmark:
@@ -54,29 +58,29 @@ rule pretrain_image_mae:
         mem_mb=get_mem_mb(4000),
         runtime=get_runtime(60),
     params:
-        settings=get_cad_stage_settings("image_mae"),
-        training=TRAINING,
+        settings=CAD.shared_settings("image_mae"),
+        precision=PRECISION,
         seed=config["seed"],
-        checkpoint_dir=get_cad_checkpoint("pretrain_image_mae"),
     script:
-        "../scripts/cad_pretrain_image_mae.py"
+        "../scripts/pretrain_image_mae.py"
 
 
 rule tune_cross_modal:
     input:
         data="results/{dataset}/sub-{subject}/roi-{roi}/data.h5",
         images="results/{dataset}/images.h5",
-        fmri_mae=cad_fmri_mae,
-        image_mae=cad_image_mae,
+        fmri_mae=CAD.fmri_mae,
+        image_mae=CAD.image_mae,
     output:
         model="results/{dataset}/sub-{subject}/roi-{roi}/{method}/cad-cross_modal.safetensors",
-        losses="results/{dataset}/sub-{subject}/roi-{roi}/{method}/cad-cross_modal.losses.tsv",
+        loss_log="results/{dataset}/sub-{subject}/roi-{roi}/{method}/cad-cross_modal.losses.tsv",
+        train_summary="results/{dataset}/sub-{subject}/roi-{roi}/{method}/cad-cross_modal.train.json",
     log:
         "results/logs/tune_cross_modal/{dataset}/sub-{subject}_roi-{roi}_{method}.log",
     benchmark:
         "results/benchmarks/tune_cross_modal/{dataset}/sub-{subject}_roi-{roi}_{method}.tsv"
     wildcard_constraints:
-        method=_alternatives(CAD_METHODS),
+        method=_alternatives(CAD.methods),
     conda:
         "../../envs/fmrirecon.yaml"
     threads: 1
@@ -85,12 +89,11 @@ rule tune_cross_modal:
         mem_mb=get_mem_mb(4000),
         runtime=get_runtime(60),
     params:
-        settings=get_cad_method_settings("cross_modal"),
-        training=TRAINING,
+        settings=CAD.method_settings("cross_modal"),
+        precision=PRECISION,
         seed=config["seed"],
-        checkpoint_dir=get_cad_checkpoint("tune_cross_modal"),
     script:
-        "../scripts/cad_tune_cross_modal.py"
+        "../scripts/tune_cross_modal.py"
 
 
 rule train_autoencoder:
@@ -98,7 +101,8 @@ rule train_autoencoder:
         images="results/{dataset}/images.h5",
     output:
         model=directory("results/{dataset}/models/cad-autoencoder-{key}"),
-        losses="results/{dataset}/models/cad-autoencoder-{key}.losses.tsv",
+        loss_log="results/{dataset}/models/cad-autoencoder-{key}.losses.tsv",
+        train_summary="results/{dataset}/models/cad-autoencoder-{key}.train.json",
     log:
         "results/logs/train_autoencoder/{dataset}_{key}.log",
     benchmark:
@@ -113,21 +117,21 @@ rule train_autoencoder:
         mem_mb=get_mem_mb(6000),
         runtime=get_runtime(120),
     params:
-        settings=get_cad_stage_settings("autoencoder"),
-        training=TRAINING,
+        settings=CAD.shared_settings("autoencoder"),
+        precision=PRECISION,
         seed=config["seed"],
-        checkpoint_dir=get_cad_checkpoint("train_autoencoder"),
     script:
-        "../scripts/cad_train_autoencoder.py"
+        "../scripts/train_autoencoder.py"
 
 
 rule pretrain_ldm:
     input:
         images="results/{dataset}/images.h5",
-        autoencoder=get_cad_autoencoder,
+        autoencoder=CAD.autoencoder,
     output:
         model=directory("results/{dataset}/models/cad-ldm-{key}"),
-        losses="results/{dataset}/models/cad-ldm-{key}.losses.tsv",
+        loss_log="results/{dataset}/models/cad-ldm-{key}.losses.tsv",
+        train_summary="results/{dataset}/models/cad-ldm-{key}.train.json",
     log:
         "results/logs/pretrain_ldm/{dataset}_{key}.log",
     benchmark:
@@ -142,12 +146,11 @@ rule pretrain_ldm:
         mem_mb=get_mem_mb(6000),
         runtime=get_runtime(240),
     params:
-        settings=get_cad_stage_settings("ldm"),
-        training=TRAINING,
+        settings=CAD.shared_settings("ldm"),
+        precision=PRECISION,
         seed=config["seed"],
-        checkpoint_dir=get_cad_checkpoint("pretrain_ldm"),
     script:
-        "../scripts/cad_pretrain_ldm.py"
+        "../scripts/pretrain_ldm.py"
 
 
 rule train_ldm:
@@ -155,16 +158,17 @@ rule train_ldm:
         data="results/{dataset}/sub-{subject}/roi-{roi}/data.h5",
         images="results/{dataset}/images.h5",
         fmri_encoder="results/{dataset}/sub-{subject}/roi-{roi}/{method}/cad-cross_modal.safetensors",
-        ldm=get_cad_ldm_input,
+        ldm=CAD.ldm_input,
     output:
         model="results/{dataset}/sub-{subject}/roi-{roi}/{method}/cad-ldm.safetensors",
-        losses="results/{dataset}/sub-{subject}/roi-{roi}/{method}/cad-ldm.losses.tsv",
+        loss_log="results/{dataset}/sub-{subject}/roi-{roi}/{method}/cad-ldm.losses.tsv",
+        train_summary="results/{dataset}/sub-{subject}/roi-{roi}/{method}/cad-ldm.train.json",
     log:
         "results/logs/train_ldm/{dataset}/sub-{subject}_roi-{roi}_{method}.log",
     benchmark:
         "results/benchmarks/train_ldm/{dataset}/sub-{subject}_roi-{roi}_{method}.tsv"
     wildcard_constraints:
-        method=_alternatives(CAD_METHODS),
+        method=_alternatives(CAD.methods),
     conda:
         "../../envs/fmrirecon.yaml"
     threads: 1
@@ -173,13 +177,12 @@ rule train_ldm:
         mem_mb=get_mem_mb(6000),
         runtime=get_runtime(240),
     params:
-        ldm_folder=cad_ldm_folder,
-        settings=get_cad_method_settings("fmri_ldm"),
-        training=TRAINING,
+        ldm_folder=CAD.ldm_folder,
+        settings=CAD.method_settings("fmri_ldm"),
+        precision=PRECISION,
         seed=config["seed"],
-        checkpoint_dir=get_cad_checkpoint("train_ldm"),
     script:
-        "../scripts/cad_train_ldm.py"
+        "../scripts/train_ldm.py"
 
 
 rule reconstruct_cad:
@@ -187,15 +190,15 @@ rule reconstruct_cad:
         data="results/{dataset}/sub-{subject}/roi-{roi}/data.h5",
         images="results/{dataset}/images.h5",
         model="results/{dataset}/sub-{subject}/roi-{roi}/{method}/cad-ldm.safetensors",
-        ldm=get_cad_ldm_input,
+        ldm=CAD.ldm_input,
     output:
-        "results/{dataset}/sub-{subject}/roi-{roi}/{method}/recon.h5",
+        recon="results/{dataset}/sub-{subject}/roi-{roi}/{method}/recon.h5",
     log:
         "results/logs/reconstruct_cad/{dataset}/sub-{subject}_roi-{roi}_{method}.log",
     benchmark:
         "results/benchmarks/reconstruct_cad/{dataset}/sub-{subject}_roi-{roi}_{method}.tsv"
     wildcard_constraints:
-        method=_alternatives(CAD_METHODS),
+        method=_alternatives(CAD.methods),
     conda:
         "../../envs/fmrirecon.yaml"
     threads: 1
@@ -204,9 +207,9 @@ rule reconstruct_cad:
         mem_mb=get_mem_mb(6000),
         runtime=get_runtime(60),
     params:
-        ldm_folder=cad_ldm_folder,
-        settings=get_cad_method_settings("sampling"),
-        training=TRAINING,
+        ldm_folder=CAD.ldm_folder,
+        settings=CAD.method_settings("sampling"),
+        precision=PRECISION,
         seed=config["seed"],
     script:
-        "../scripts/cad_reconstruct.py"
+        "../scripts/reconstruct_cad.py"

@@ -1,9 +1,15 @@
-"""Run a package function as a Snakemake step: logging, threads, and one-line user errors.
+"""Run a package function as a Snakemake step: logging, threads, data-parallel launch, exit codes.
 
 Every script in ``workflow/scripts`` is ``run_step(snakemake, function, **arguments)``.
 A user-fixable problem (:class:`~fmrirecon.errors.InputError`) becomes one ``ERROR:`` line in the
-rule's log and on stderr and a non-zero exit; anything else keeps its traceback in the log.
+rule's log and on stderr and a non-zero exit; anything else keeps its traceback in the log. A
+training job stopped by SLURM after its checkpoint exits with :data:`PREEMPTED_EXIT` (75).
 Outputs are written atomically by the package, so a failed step leaves nothing half-written.
+
+A job given several GPUs runs ``function`` in that many processes started by torchrun
+(:func:`fmrirecon.train.distributed.launch`, :mod:`fmrirecon.train.worker`); the function must then
+be an importable module-level function and its arguments JSON values (Snakemake's inputs, outputs
+and params are).
 """
 
 from __future__ import annotations
@@ -14,9 +20,9 @@ import sys
 import traceback
 
 from .errors import InputError
-from .train.checkpoint import Preempted
+from .train.checkpoint import PREEMPTED_EXIT, Preempted
 
-PREEMPTED_EXIT = 75  # EX_TEMPFAIL: stopped on SIGTERM/SIGUSR1 after checkpointing
+__all__ = ["PREEMPTED_EXIT", "configure", "run_function", "run_step", "training_kwargs"]
 
 
 def configure(log_path: str | None, threads: int = 1, tag: str = "") -> None:
@@ -36,26 +42,43 @@ def configure(log_path: str | None, threads: int = 1, tag: str = "") -> None:
 
 
 def run_step(smk, function, **kwargs) -> None:
-    """Call ``function(**kwargs)`` inside a Snakemake ``script:`` job.
+    """Call ``function(**kwargs)`` inside a Snakemake ``script:`` job; exits non-zero on failure.
 
     A job given several GPUs (``resources: gpu`` > 1) runs ``function`` in that many data-parallel
     processes (:mod:`fmrirecon.train.distributed`); ``FMRIRECON_NPROC`` overrides the count.
     """
     log_path = smk.log[0] if len(smk.log) else None
     threads = getattr(smk, "threads", 1)
-    from .train.distributed import world_size_for
+    from .train.distributed import launch, world_size_for
 
     nproc = world_size_for(getattr(getattr(smk, "resources", None), "gpu", 0))
     if nproc > 1:
-        from .train.distributed import launch
-
-        configure(None, threads)
-        logging.getLogger("fmrirecon").info("launching %d data-parallel processes", nproc)
-        code = launch(function, kwargs, nproc, log_path, threads)
+        configure(None, threads)  # the launcher logs to stderr; rank 0 writes the rule's log
+        try:
+            code = launch(function, kwargs, nproc, log_path, threads)
+        except TypeError as exc:  # not an importable function, or arguments that are not JSON
+            configure(log_path, threads)
+            logging.getLogger("fmrirecon").error("%s", exc)
+            code = 1
     else:
         code = run_function(function, kwargs, log_path, threads)
     if code:
         sys.exit(code)
+
+
+def training_kwargs(smk) -> dict:
+    """The arguments every training rule's stage function takes from its job: ``settings`` and
+    ``seed`` (params), ``training`` (the machine keys of the config's ``training`` block, read now,
+    + the rule's ``precision`` param), ``checkpoint_dir`` (per rule and wildcards) and the
+    ``model``, ``loss_log`` and ``train_summary`` outputs."""
+    from .config import checkpoint_folder, job_training
+
+    return {
+        "settings": smk.params.settings, "seed": smk.params.seed,
+        "training": job_training(smk.config, smk.params.precision),
+        "checkpoint_dir": checkpoint_folder(smk.config, smk.rule, smk.wildcards),
+        "model": smk.output.model, "loss_log": smk.output.loss_log, "train_summary": smk.output.train_summary,
+    }  # fmt: skip
 
 
 def run_function(function, kwargs: dict, log_path: str | None, threads: int, tag: str = "") -> int:

@@ -1,0 +1,82 @@
+"""The CAD family's part of the DAG (torch-free): the keys of the stages methods share, the inputs
+and params of its rules, and the files it hands the report, for ``workflow/rules/cad.smk``."""
+
+from __future__ import annotations
+
+import os
+
+from .. import FAMILIES
+from .settings import shared_stage_table, stage_keys, stage_settings
+
+
+class CadDag:
+    """Input and params functions of rules ``pretrain_fmri_mae`` … ``reconstruct_cad``.
+
+    Args:
+        units: every (dataset, subject, roi, method) that gets a reconstruction.
+        methods: the config's ``methods`` entries.
+        settings: every method's merged settings.
+        seed: the config's seed (part of the shared stages' keys).
+    """
+
+    def __init__(self, units: list[tuple], methods: dict, settings: dict, seed: int):
+        self.methods = [m for m, spec in methods.items() if FAMILIES[spec["family"]].plugin == "cad"]
+        self.settings = {m: settings[m] for m in self.methods}
+        self.keys = {m: stage_keys(s, seed) for m, s in self.settings.items()}
+        #: {stage: {key: {"settings": slice, ...}}} of the shared stages
+        self.shared = shared_stage_table(self.settings, seed)
+        self.units = [u for u in units if u[3] in self.methods]
+
+    # params
+    def shared_settings(self, stage: str):
+        return lambda wildcards: self.shared[stage][wildcards.key]["settings"]
+
+    def method_settings(self, stage: str):
+        return lambda wildcards: stage_settings(self.settings[wildcards.method], stage)
+
+    # inputs
+    def fmri_mae(self, wildcards) -> str:
+        unit = f"results/{wildcards.dataset}/sub-{wildcards.subject}/roi-{wildcards.roi}"
+        return f"{unit}/models/cad-fmri_mae-{self.keys[wildcards.method]['fmri_mae']}.safetensors"
+
+    def image_mae(self, wildcards) -> str:
+        return f"results/{wildcards.dataset}/models/cad-image_mae-{self.keys[wildcards.method]['image_mae']}.safetensors"
+
+    def autoencoder(self, wildcards) -> str:
+        return f"results/{wildcards.dataset}/models/cad-autoencoder-{self.shared['ldm'][wildcards.key]['autoencoder']}"
+
+    def ldm_folder(self, wildcards) -> str:
+        """The LDM that train_ldm starts from: the configured local folder, else our own."""
+        if self.settings[wildcards.method]["pretrained_ldm"]:
+            return self.settings[wildcards.method]["pretrained_ldm"]
+        return f"results/{wildcards.dataset}/models/cad-ldm-{self.keys[wildcards.method]['ldm']}"
+
+    def ldm_input(self, wildcards) -> list[str]:
+        """A missing configured folder is not an input (the job then fails with a clear message)."""
+        folder = self.ldm_folder(wildcards)
+        return [folder] if folder.startswith("results/") or os.path.isdir(folder) else []
+
+    # report
+    def _stage_files(self, suffix: str) -> list[str]:
+        files = set()
+        for d, s, r, m in self.units:
+            k = self.keys[m]
+            unit = f"results/{d}/sub-{s}/roi-{r}"
+            files |= {
+                f"{unit}/models/cad-fmri_mae-{k['fmri_mae']}.{suffix}",
+                f"results/{d}/models/cad-image_mae-{k['image_mae']}.{suffix}",
+                f"{unit}/{m}/cad-cross_modal.{suffix}",
+                f"{unit}/{m}/cad-ldm.{suffix}",
+            }
+            if not self.settings[m]["pretrained_ldm"]:
+                files |= {
+                    f"results/{d}/models/cad-autoencoder-{k['autoencoder']}.{suffix}",
+                    f"results/{d}/models/cad-ldm-{k['ldm']}.{suffix}",
+                }
+        return sorted(files)
+
+    def loss_logs(self) -> list[str]:
+        return self._stage_files("losses.tsv")
+
+    def train_summaries(self) -> list[str]:
+        return self._stage_files("train.json")
