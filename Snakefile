@@ -12,11 +12,12 @@ sys.path.insert(0, os.path.join(workflow.basedir, "workflow"))  # the fmrirecon 
 configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 
-from fmrirecon.config import validate_config  # noqa: E402
+from fmrirecon.config import check_config_files, validate_config  # noqa: E402
 from fmrirecon.errors import InputError  # noqa: E402
 from fmrirecon.methods import rules_files  # noqa: E402
 
 try:
+    check_config_files(workflow.configfiles)
     validate_config(config)
 except InputError as exc:
     raise WorkflowError(str(exc)) from None

@@ -54,7 +54,7 @@ def test_empty_config_gets_every_default():
         (lambda c: c["evaluation"].update(protocols=["fang2021"]), r"evaluation\.protocols: unknown protocol\(s\) \['fang2021'\]"),
         (lambda c: c["methods"].update(ssl={"family": "nope"}), r"methods\.ssl\.family: 'nope' is not one of"),
         (lambda c: c["methods"].update(encoder={"family": "ridge"}), r"methods\.encoder: a method may not be named"),
-        (lambda c: c["methods"]["ssl"].update(rois=["VCC"]), r"methods\.ssl\.rois: \['VCC'\] not in any dataset"),
+        (lambda c: c["methods"]["ssl"].update(rois=["VCC"]), r"methods\.ssl\.rois: \['VCC'\] is not a known roi"),
         (lambda c: c["methods"]["ridge"].update(target_size=7), r"methods\.ridge\.target_size: 7 does not divide"),
         (lambda c: c["evaluation"].update(protocols=["x/../y"]), r"evaluation\.protocols\[0\]"),
         (lambda c: c["datasets"].append({"name": "god", "format": "god_bdata", "path": "x", "subjects": ["1"],
@@ -123,3 +123,17 @@ def test_cad_stage_settings_hold_only_what_each_stage_reads():
     after["fmri_mae"]["sparsify"] = 0.3  # phase 1 and phase 2 both read it
     changed = {s for s in upstream if cad_stage_settings(before, s) != cad_stage_settings(after, s)}
     assert changed == {"fmri_mae", "cross_modal"}
+
+
+def test_config_files_with_a_duplicated_key_or_bad_yaml_fail_with_the_file_and_line(tmp_path):
+    from fmrirecon.config import check_config_files
+
+    dup = tmp_path / "dup.yaml"
+    dup.write_text("methods:\n  ridge: {family: ridge}\n  ridge: {family: mean_image}\n")
+    with pytest.raises(InputError, match=r"dup\.yaml: line 3: key 'ridge' is given twice \(first on line 2\)"):
+        check_config_files([dup])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("seed: [1\n")
+    with pytest.raises(InputError, match=r"bad\.yaml: line \d+, column \d+"):
+        check_config_files([bad])
+    check_config_files([REPO / "config" / "config.yaml", REPO / "config" / "smoke.yaml"])

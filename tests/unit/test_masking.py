@@ -241,3 +241,25 @@ def test_foreground_masks_that_do_not_match_the_images_are_refused(tmp_path, sim
     with pytest.raises(InputError, match=r"truth\.h5: foreground masks do not match the train image names"):
         prepare_images(source, smoke_config["image_size"], str(out), "x")
     assert not out.exists()
+
+
+def test_a_composite_column_that_disagrees_with_its_parts_is_used_with_a_warning(caplog):
+    from pathlib import Path
+
+    from fmrirecon.data.readers.base import SubjectRecording
+
+    v = 6
+    rois = {"LOC": np.array([1, 1, 0, 0, 0, 0], bool), "FFA": np.zeros(v, bool), "PPA": np.array([0, 0, 1, 0, 0, 0], bool),
+            "HVC": np.array([1, 1, 1, 1, 0, 0], bool)}  # fmt: skip
+    rec = SubjectRecording(fmri=np.zeros((2, v), np.float32), datatype=np.array([1, 2]), run=np.ones(2, int),
+                           image_index=np.zeros(2, int), voxel_xyz=np.zeros((v, 3)), rois=rois, source=Path("S.h5"))  # fmt: skip
+    with caplog.at_level("WARNING"):
+        mask = masking.resolve_roi(rec, "HVC", COMPOSITES)
+    assert mask.tolist() == rois["HVC"].tolist()  # the file's own definition is used ...
+    assert "ROI_HVC (4 voxels)" in caplog.text and "1 differ" in caplog.text and "empty: ['FFA']" in caplog.text
+    caplog.clear()
+    rois["FFA"] = np.array([0, 0, 0, 0, 1, 0], bool)
+    rois["HVC"] = rois["LOC"] | rois["FFA"] | rois["PPA"]
+    with caplog.at_level("WARNING"):
+        masking.resolve_roi(rec, "HVC", COMPOSITES)
+    assert "ROI_HVC" not in caplog.text  # a column that equals the union of non-empty parts: silent

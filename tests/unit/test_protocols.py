@@ -218,3 +218,15 @@ def test_input_errors():
 def test_every_metric_name_has_one_function():
     assert list(METRICS) == list(METRIC_NAMES)
     assert all(callable(f) for f in METRICS.values())
+
+
+def test_a_corrupt_weights_file_is_an_error_not_an_unavailable_network(tmp_path):
+    """Only a missing file makes a metric 'unavailable'; a file that is there but broken fails."""
+    from fmrirecon.features.networks import NetworkUnavailable, load_network
+
+    with pytest.raises(NetworkUnavailable):
+        load_network("alexnet", tmp_path)  # no file: unavailable, the evaluation goes on
+    (tmp_path / "alexnet.pth").write_bytes(b"not a state dict")
+    with pytest.raises(InputError, match=r"alexnet\.pth: not a readable alexnet weights file") as info:
+        load_network("alexnet", tmp_path)
+    assert not isinstance(info.value, NetworkUnavailable) and "\n" not in str(info.value)

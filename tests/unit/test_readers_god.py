@@ -350,3 +350,22 @@ def test_read_god_npz_missing_or_corrupt(stimuli, tmp_path):
     np.savez(tmp_path / "sbj_5.npz", **arrays)
     with pytest.raises(InputError, match=r"sbj_5.npz.*'arr_4' missing"):
         read_god_npz(tmp_path / "sbj_5.npz", stimuli)
+
+
+def test_a_file_without_test_samples_says_so(stimuli, tmp_path):
+    datatype, run, label, _, voxels, _ = _design()
+    keep = datatype == 1
+    b = BDataBuilder()
+    b.add("VoxelData", voxels[keep])
+    for key, col in (("DataType", datatype[keep]), ("Run", run[keep]), ("stimulus_id", label[keep])):
+        b.add(key, col)
+    b.save(tmp_path / "trainonly.h5")
+    with pytest.raises(InputError, match=r"trainonly\.h5: no test samples \(DataType 2\).*found DataType values \[1\]"):
+        read_god_bdata(tmp_path / "trainonly.h5", stimuli)
+
+
+def test_id_messages_print_plain_numbers(stimuli, tmp_path):
+    path = _write_subject(tmp_path / "Subject3.h5", corrupt_label=2100000.00002)
+    with pytest.raises(InputError) as info:
+        read_god_bdata(path, stimuli)
+    assert "np.float64" not in str(info.value) and "2100000.00002" in str(info.value)

@@ -61,6 +61,34 @@ def _explain(error: jsonschema.ValidationError) -> str:
     return f"config error at {where}: {error.message}"
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """A YAML loader that refuses a key given twice in one mapping (YAML would keep the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise InputError(
+                    f"config error in {self.name}: line {key_node.start_mark.line + 1}: key {key!r} is given "
+                    f"twice (first on line {seen[key] + 1}); YAML would silently keep only the last"
+                )
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+def check_config_files(paths) -> None:
+    """Fail with one line on a config file with a duplicated key or a YAML syntax error."""
+    for path in paths:
+        try:
+            with open(path) as fh:
+                yaml.load(fh, Loader=_StrictLoader)  # noqa: S506  (a SafeLoader subclass)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+            raise InputError(f"config error in {path}: {where}{getattr(exc, 'problem', None) or exc}") from None
+
+
 def load_schema(path: Path = SCHEMA_PATH) -> dict:
     """The parsed schema with every family plugin's settings blocks merged into its top-level
     properties (a fresh copy; parsed once per process, the DAG asks many times)."""
@@ -164,14 +192,17 @@ def _check_cross_references(config: dict) -> None:
                 f"(defined: {sorted(config.get('methods', {}))})"
             )
         READERS[ds[key]].check(ds, f"datasets[{i}]")
+    # names a method may be restricted to (it may run nowhere in a layered config, but a name that
+    # is known nowhere is a typo that would drop the method silently)
+    known_rois = {r for d in config["datasets"] for r in d["rois"]} | set(config.get("rois", {}))
+    known_rois |= {r for d in config["datasets"] for r in READERS[d["read_as" if d["format"] == "simulated" else "format"]].rois}
+    known_subjects = {s for d in config["datasets"] for s in d["subjects"]} | set(sim.get("subjects", {}))
     for name, spec in config.get("methods", {}).items():
-        for key, known in (("rois", {r for d in config["datasets"] for r in d["rois"]}),
-                           ("subjects", {s for d in config["datasets"] for s in d["subjects"]})):
+        for key, known in (("rois", known_rois), ("subjects", known_subjects)):
             missing = [x for x in spec.get(key, []) if x not in known]
             if missing:  # a typo would silently drop the method from the DAG
-                raise InputError(
-                    f"config error at methods.{name}.{key}: {missing} not in any dataset's {key} ({sorted(known)})"
-                )
+                raise InputError(f"config error at methods.{name}.{key}: {missing} is not a known {key[:-1]} "
+                                 f"(datasets, `rois:` unions and the formats' rosters know {sorted(known)})")  # fmt: skip
 
 
 def _deep_merge(base: dict, over: dict) -> dict:

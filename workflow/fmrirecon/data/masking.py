@@ -23,6 +23,7 @@ def resolve_roi(recording: SubjectRecording, roi: str, composites: dict[str, lis
     src = recording.source
     if roi in recording.rois:
         mask = np.asarray(recording.rois[roi], bool)
+        _compare_with_union(recording, roi, mask, composites)
     elif roi in composites:
         missing = [p for p in composites[roi] if p not in recording.rois]
         if missing:
@@ -41,6 +42,23 @@ def resolve_roi(recording: SubjectRecording, roi: str, composites: dict[str, lis
     if not mask.any():
         raise InputError(f"{src}: ROI {roi} is empty (0 voxels selected)")
     return mask
+
+
+def _compare_with_union(recording: SubjectRecording, roi: str, mask: np.ndarray, composites: dict) -> None:
+    """The file's own column is used; say so when it disagrees with the config's union of its parts
+    (or a part is empty), since the papers define e.g. HVC as that union."""
+    parts = [p for p in composites.get(roi, []) if p in recording.rois]
+    if not parts or len(parts) < len(composites[roi]):
+        return
+    flags = [np.asarray(recording.rois[p], bool) for p in parts]
+    empty = [p for p, f in zip(parts, flags) if not f.any()]
+    union = np.logical_or.reduce(flags)
+    if empty or (union != mask).any():
+        log.warning(
+            "%s: ROI_%s (%d voxels) is used as the file defines it, but the union of %s has %d voxels "
+            "(%d differ)%s", recording.source, roi, int(mask.sum()), parts, int(union.sum()),
+            int((union != mask).sum()), f"; empty: {empty}" if empty else "",
+        )  # fmt: skip
 
 
 def rois_from_nifti(label_volume: Path, labels_tsv: Path, voxel_xyz: np.ndarray) -> dict[str, np.ndarray]:

@@ -255,6 +255,14 @@ def _sequential_forward(model: nn.Module) -> Callable:
     return forward
 
 
+def _broken(path: Path, name: str, exc: Exception) -> InputError:
+    """A weights file that is there but does not load is an error, not an unavailable network
+    (only a missing file is): the evaluation must not quietly drop the metric."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return InputError(f"{path}: not a readable {name} weights file ({type(exc).__name__}: {first}); "
+                      "replace it, or remove it to skip the metrics that need it")  # fmt: skip
+
+
 def _load_state(path: Path, model: nn.Module, name: str) -> None:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -262,7 +270,7 @@ def _load_state(path: Path, model: nn.Module, name: str) -> None:
             state = state["state_dict"]
         model.load_state_dict(state)
     except Exception as exc:
-        raise NetworkUnavailable(name, f"could not load {path}: {type(exc).__name__}: {exc}") from exc
+        raise _broken(path, name, exc) from None
 
 
 def _state_dict_net(name: str, model: nn.Module, input_size: int, weights_dir: Path | None) -> FeatureNet:
@@ -296,7 +304,7 @@ def _torchscript(name: str, weights_dir: Path | None, size: int, mean, std) -> F
     try:
         model = torch.jit.load(str(path), map_location="cpu").eval()
     except Exception as exc:
-        raise NetworkUnavailable(name, f"could not load TorchScript {path}: {exc}") from exc
+        raise _broken(path, name, exc) from None
 
     def forward(x: torch.Tensor, layers: tuple[str, ...]) -> dict[str, torch.Tensor]:
         emb = model(x)
@@ -320,7 +328,7 @@ def _lpips_alex(weights_dir: Path | None) -> FeatureNet:
         state = torch.load(path, map_location="cpu", weights_only=True)
         lin = [state[f"lin{k}.model.1.weight"].flatten().float() for k in range(5)]
     except Exception as exc:
-        raise NetworkUnavailable("lpips-alex", f"could not load LPIPS lin weights {path}: {exc}") from exc
+        raise _broken(path, "lpips-alex", exc) from None
     shift = torch.tensor([-0.030, -0.088, -0.188]).view(1, 3, 1, 1)
     scale = torch.tensor([0.458, 0.448, 0.450]).view(1, 3, 1, 1)
     return FeatureNet(

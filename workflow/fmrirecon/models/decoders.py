@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import SavedNetwork
+
 SSL_SIZES = {
     # base: side of the first feature map (output = base × 2³); channels; GroupNorm groups
     "tiny": {"out": 32, "channels": 32, "base_channels": 64, "groups": 8},
@@ -44,7 +46,7 @@ def _upsampling_blocks(c_in: int, channels: int, groups: int, kernel: int) -> nn
     return nn.Sequential(*blocks)
 
 
-class SSLDecoder(nn.Module):
+class SSLDecoder(SavedNetwork, nn.Module):
     """Paper 002: fMRI → (C0, s, s) by a dense layer, three × [×2 upsample, 5×5 conv, ReLU,
     GroupNorm], a final 5×5 conv to RGB and a sigmoid."""
 
@@ -59,22 +61,18 @@ class SSLDecoder(nn.Module):
         self.out = nn.Conv2d(d["channels"], 3, 5, padding=2)
         _glorot(self)
 
-    @classmethod
-    def from_file(cls, path: str, key: str = "decoder") -> SSLDecoder:
-        """The network saved at ``path`` (its hyper-parameters travel with the weights)."""
-        from ..train.files import load_into, read_hparams
+    FILE_KEY = "decoder"
 
-        hp = read_hparams(path)
-        model = cls(hp["n_voxels"], hp["size"])
-        load_into(path, {key: model})
-        return model
+    @classmethod
+    def from_hparams(cls, hp: dict):
+        return cls(hp["n_voxels"], hp["size"])
 
     def forward(self, fmri: torch.Tensor) -> torch.Tensor:
         h = self.fc(fmri).view(-1, self.c0, self.base, self.base)
         return torch.sigmoid(self.out(self.blocks(h)))
 
 
-class GuidedDecoder(nn.Module):
+class GuidedDecoder(SavedNetwork, nn.Module):
     """Paper 000's image decoder: dense layer, [bilinear ×2 upsample, conv, ReLU, GroupNorm] blocks,
     then the F-attention guidance ``Feature = λ·(FA ∘ ConvF) + μ·ConvF`` (eq. 4) on the last
     feature map, and a conv to RGB with a sigmoid. ``fa`` is (B, 1, h, w) in [0, 1] or None."""
@@ -92,15 +90,11 @@ class GuidedDecoder(nn.Module):
         self.out = nn.Conv2d(c, 3, 3, padding=1)
         _glorot(self)
 
-    @classmethod
-    def from_file(cls, path: str, key: str = "decoder") -> GuidedDecoder:
-        """The network saved at ``path`` (its hyper-parameters travel with the weights)."""
-        from ..train.files import load_into, read_hparams
+    FILE_KEY = "decoder"
 
-        hp = read_hparams(path)
-        model = cls(hp["n_voxels"], hp["size"], hp["lambda"], hp["mu"])
-        load_into(path, {key: model})
-        return model
+    @classmethod
+    def from_hparams(cls, hp: dict):
+        return cls(hp["n_voxels"], hp["size"], hp["lambda"], hp["mu"])
 
     @property
     def uses_attention(self) -> bool:
@@ -142,7 +136,7 @@ class SelfAttention2d(nn.Module):
         return x + self.gamma * out
 
 
-class AttentionDecoder(nn.Module):
+class AttentionDecoder(SavedNetwork, nn.Module):
     """Paper 000's F-attention decoder: dense → (C, s, s), transposed-conv upsampling (kernel 4,
     stride 2), self-attention, conv/upsampling to the map side, 1 channel, sigmoid."""
 
@@ -166,15 +160,11 @@ class AttentionDecoder(nn.Module):
         self.out = nn.Conv2d(d["channels"], 1, 3, padding=1)
         _glorot(self)
 
-    @classmethod
-    def from_file(cls, path: str, key: str = "attention_decoder") -> AttentionDecoder:
-        """The network saved at ``path`` (its hyper-parameters travel with the weights)."""
-        from ..train.files import load_into, read_hparams
+    FILE_KEY = "attention_decoder"
 
-        hp = read_hparams(path)
-        model = cls(hp["n_voxels"], hp["size"])
-        load_into(path, {key: model})
-        return model
+    @classmethod
+    def from_hparams(cls, hp: dict):
+        return cls(hp["n_voxels"], hp["size"])
 
     def forward(self, fmri: torch.Tensor) -> torch.Tensor:
         d = self.d

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import SavedNetwork
+
 from .backbone import LEVELS, Backbone
 
 SIZES = {
@@ -65,7 +67,7 @@ class Branch(nn.Module):
         return self.net(x)
 
 
-class ImageEncoder(nn.Module):
+class ImageEncoder(SavedNetwork, nn.Module):
     """``E(images in [0,1], (B,3,H,W)) -> (B, V)`` predicted (z-scored) voxel responses."""
 
     def __init__(self, n_voxels: int, size: str = "tiny", backbone: str = "efficientnet-lite0",
@@ -87,15 +89,11 @@ class ImageEncoder(nn.Module):
         self.combine = nn.Parameter(torch.ones(n_voxels, len(self.branches)))  # ≥ 0, 1-initialised
         self.bias = nn.Parameter(torch.zeros(n_voxels))
 
-    @classmethod
-    def from_file(cls, path: str, key: str = "encoder") -> ImageEncoder:
-        """The encoder saved at ``path`` (its hyper-parameters travel with the weights)."""
-        from ..train.files import load_into, read_hparams
+    FILE_KEY = "encoder"
 
-        hp = read_hparams(path)
-        model = cls(hp["n_voxels"], hp["size"], hp["backbone"], hp.get("weights_dir", ""))
-        load_into(path, {key: model})
-        return model
+    @classmethod
+    def from_hparams(cls, hp: dict):
+        return cls(hp["n_voxels"], hp["size"], hp["backbone"], hp.get("weights_dir", ""))
 
     def to(self, *args, **kwargs):
         self.backbone.to(*args, **kwargs)

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError
+from . import SavedNetwork
 
 #: Named sizes. ``paper`` is the published configuration (section 4.2.1: ViT-Large-like fMRI
 #: encoder with patch 16, width 1024, 24 layers, 8-layer decoder; the image MAE of He et al. with a
@@ -134,7 +135,7 @@ class _MAE(nn.Module):
         return self.decoder_pred(self.decoder_norm(x))
 
 
-class FmriMAE(_MAE):
+class FmriMAE(SavedNetwork, _MAE):
     """1-D masked autoencoder of a voxel vector (MinD-Vis SC-MBM / CAD DC-MAE backbone).
 
     The voxel vector is wrap-padded (its first voxels repeated) to a multiple of ``patch_size``
@@ -158,15 +159,11 @@ class FmriMAE(_MAE):
         kw.update({k: v for k, v in overrides.items() if v})
         return cls(n_voxels, **kw)
 
-    @classmethod
-    def from_file(cls, path: str, key: str = "mae") -> FmriMAE:
-        """The MAE saved at ``path`` (its hyper-parameters travel with the weights)."""
-        from ..train.files import load_into, read_hparams
+    FILE_KEY = "mae"
 
-        hp = read_hparams(path)
-        model = cls(**{k: hp[k] for k in ("n_voxels", "patch_size") + ARCH_KEYS})
-        load_into(path, {key: model})
-        return model
+    @classmethod
+    def from_hparams(cls, hp: dict):
+        return cls(**{k: hp[k] for k in ("n_voxels", "patch_size") + ARCH_KEYS})
 
     def hparams(self) -> dict:
         return {
@@ -209,7 +206,7 @@ class FmriMAE(_MAE):
         return self.encode(v, 0.0)[0]
 
 
-class ImageMAE(_MAE):
+class ImageMAE(SavedNetwork, _MAE):
     """ViT masked autoencoder of images (B, 3, H, W) in [-1, 1]; predicts normalised-free pixels."""
 
     def __init__(self, image_size: int, patch_size: int, embed_dim: int, depth: int, num_heads: int,
@@ -229,15 +226,11 @@ class ImageMAE(_MAE):
         kw.update({k: v for k, v in overrides.items() if v})
         return cls(image_size, **kw)
 
-    @classmethod
-    def from_file(cls, path: str, key: str = "mae") -> ImageMAE:
-        """The MAE saved at ``path`` (its hyper-parameters travel with the weights)."""
-        from ..train.files import load_into, read_hparams
+    FILE_KEY = "mae"
 
-        hp = read_hparams(path)
-        model = cls(**{k: hp[k] for k in ("image_size", "patch_size") + ARCH_KEYS})
-        load_into(path, {key: model})
-        return model
+    @classmethod
+    def from_hparams(cls, hp: dict):
+        return cls(**{k: hp[k] for k in ("image_size", "patch_size") + ARCH_KEYS})
 
     def hparams(self) -> dict:
         return {

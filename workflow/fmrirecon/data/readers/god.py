@@ -48,7 +48,7 @@ def _integer_column(bd: BDataFile, key: str, allowed=None) -> np.ndarray:
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         expected = f"one of {list(allowed)}" if allowed is not None else "an integer"
-        raise InputError(f"{bd.path}: {key} of sample {i} is {x[i]!r}, expected {expected}")
+        raise InputError(f"{bd.path}: {key} of sample {i} is {float(x[i])!r}, expected {expected}")
     return x.astype(np.int64)
 
 
@@ -70,7 +70,7 @@ def _image_index(label: np.ndarray, datatype: np.ndarray, stimuli: StimulusSet,
     if len(missing):
         i = int(missing[0])
         raise InputError(
-            f"stimulus id {label[i]!r} (DataType {datatype[i]}, sample {i}) of {path} has no "
+            f"stimulus id {float(label[i])!r} (DataType {int(datatype[i])}, sample {i}) of {path} has no "
             f"image in the {_SPLIT_NAMES[int(datatype[i])]} image list of {stimuli.source} "
             f"({len(missing)} samples unmatched)")
     return index
@@ -135,6 +135,10 @@ def read_god_bdata(subject_file, stimuli: StimulusSet, unlabeled_file=None) -> S
     if label_key == "stimulus_name":  # values are codes; names via the vmap (cookbook files)
         names = bd.vmap(label_key)
         label = np.array([stimulus_id_from_name(names.get(v, "")) for v in label.tolist()])
+    for dtype, what in ((TRAIN, "training"), (TEST, "test")):
+        if not (datatype == dtype).any():
+            raise InputError(f"{path}: no {what} samples (DataType {dtype}); a GOD subject file holds training "
+                             f"(1) and test (2) samples, found DataType values {sorted(set(datatype.tolist()))}")  # fmt: skip
     image_index = _image_index(label, datatype, stimuli, path)
     voxel_xyz = np.stack([bd.get_metadata(f"voxel_{a}", where="VoxelData") if f"voxel_{a}" in bd
                           else np.full(fmri.shape[1], np.nan) for a in "xyz"], axis=1)

@@ -147,7 +147,7 @@ def load_image_folder(folder, names, image_size: int, *, ids=None,
         name = str(name)
         path = index.get(name.lower()) or index.get(_strip_extension(name).lower())
         if path is None:
-            what = f"stimulus id {ids[i]!r} ({name})" if ids is not None else f"image {name!r}"
+            what = f"stimulus id {float(ids[i])!r} ({name})" if ids is not None else f"image {name!r}"
             raise InputError(f"{what} not found in {folder} (expected {name}.JPEG/.jpg/.png"
                              + (f"; listed in {list_file})" if list_file else ")"))
         out[i] = _open_image(path, image_size)

@@ -25,7 +25,7 @@ from ...train.device import select_device
 from ...train.files import load_into, read_hparams, save_model
 from ...train.loop import step_seed
 from ..common import SYMMETRIC, batched, fingerprint, to_uint8, write_reconstructions
-from .mae import FMRI_MAE_KEYS, finish, fit, fmri_tensor, load_fmri_mae, load_images
+from .mae import finish, fit, fmri_tensor, load_fmri_mae, load_images
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +235,7 @@ def reconstruct_cad(data: str, images: str, ldm_folder: str, model: str, setting
     v_test = fmri_tensor(d["test/fmri"])
     stim = prepared.read_images_file(images, splits=("train", "test"), with_images=False)
     hp = read_hparams(model)
-    mae = FmriMAE(**{k: hp["fmri_encoder"][k] for k in FMRI_MAE_KEYS})
+    mae = FmriMAE.from_hparams(hp["fmri_encoder"])
     mae.check_fits(v_test.shape[1], f"{data} (model {model})")
     ldm, cond = _fmri_conditioned(ldm_folder, mae, {k: hp[k] for k in ("cross_attention_dim", "pooled_dim", "condition_tokens")})
     unet, vae, kind = ldm["unet"], ldm["vae"], ldm["kind"]

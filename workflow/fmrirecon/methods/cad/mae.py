@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from ...data import prepared
 from ...errors import InputError
 from ...losses_contrastive import double_contrastive
-from ...models.mae import ARCH_KEYS, CrossModalFusion, FmriMAE, ImageMAE
+from ...models.mae import CrossModalFusion, FmriMAE, ImageMAE
 from ...train.device import select_device
 from ...train.files import read_hparams, save_model
 from ...train.loop import Trainer
@@ -27,10 +27,6 @@ from ..common import SYMMETRIC, fingerprint, load_image_tensors
 from .settings import trainer_settings
 
 log = logging.getLogger(__name__)
-
-#: What builds an fMRI MAE besides the shared architecture keys.
-FMRI_MAE_KEYS = ("n_voxels", "patch_size") + ARCH_KEYS
-
 
 def fit(name, modules, stage, training, checkpoint_dir, fp, seed, device, n, step_fn, parameters=None):
     """Train through the shared :class:`Trainer` with a CAD stage block's optimiser settings."""
