@@ -27,7 +27,7 @@ def test_the_matrix_is_large_and_covers_every_kind_of_input():
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_bad_input_is_rejected_with_one_line(case, context, tmp_path):
+def test_bad_input_is_rejected_with_one_line(case, context):
     before = set(os.listdir(Path.cwd()))
     with pytest.raises(InputError) as info:
         case.run(context)

@@ -103,8 +103,14 @@ def get_dataset_setting(key):
 
 
 def get_data_hash(wildcards):
-    """Provenance hash of everything in the config that shapes a dataset's prepared files."""
-    ds = DATASETS[wildcards.dataset]
+    """Provenance hash of everything in the config that shapes a dataset's prepared files (not
+    which subjects, ROIs or methods the DAG asks for: adding one reruns nothing that exists).
+    """
+    ds = {
+        k: v
+        for k, v in DATASETS[wildcards.dataset].items()
+        if k not in ("subjects", "rois", "methods")
+    }
     sim = config["simulation"] if ds["format"] == "simulated" else None
     return config_hash(ds, config["rois"], config["image_size"], config["seed"], sim)
 
