@@ -4,7 +4,6 @@ and the generic code never names one."""
 import re
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from fmrirecon.data.readers import READERS, get_reader
@@ -71,4 +70,7 @@ def test_family_defaults_match_the_config_schema_blocks():
             assert fam.settings_block in schema["properties"], fam.name
     cfg = validate_config({})
     assert set(cfg) >= {f.settings_block for f in FAMILIES.values() if f.settings_block}
-    assert np.all([isinstance(f.default_protocols, tuple) for f in FAMILIES.values()])
+    from fmrirecon.evaluate.presets import DEFAULT_PROTOCOLS
+
+    for fam in FAMILIES.values():  # default protocols name built-in presets
+        assert set(fam.default_protocols) <= set(DEFAULT_PROTOCOLS), fam.name

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.atomic import atomic_path
+from ..methods import RESERVED_FOLDERS
 from .figures import plot_training_curves
 
 
@@ -25,8 +26,8 @@ def _stage_of(path: str) -> tuple[str, str, str, str]:
     stage = Path(path).name[: -len(".train.json")]
     if any(p.startswith("sub-") for p in parts):
         d, s, roi = _unit(path)
-        method = parts[parts.index(f"sub-{s}") + 2]
-        return d, s, roi, stage if method in ("encoder", "attention", "models") else f"{method}/{stage}"
+        folder = parts[parts.index(f"sub-{s}") + 2]  # a method's folder, or a shared stage's
+        return d, s, roi, stage if folder in RESERVED_FOLDERS else f"{folder}/{stage}"
     return parts[parts.index("results") + 1] if "results" in parts else parts[0], "", "", stage
 
 
