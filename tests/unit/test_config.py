@@ -39,7 +39,7 @@ def test_empty_config_gets_every_default():
         (lambda c: c["datasets"][0].update(format="nsd"), r"datasets\[0\]\.format: 'nsd' is not one of"),
         (lambda c: c.update(seed="zero"), r"seed: expected integer"),
         (lambda c: c["simulation"].update(test_repeats=0), r"simulation\.test_repeats"),
-        (lambda c: c["simulation"]["voxels"].pop("V1"), r"simulation\.voxels: 'V1' is a required"),
+        (lambda c: c["datasets"][0].pop("rois"), r"datasets\[0\]: 'rois' is a required"),
         (lambda c: c["datasets"][0].update(subjects=["9"]), r"simulated subject\(s\) \['9'\]"),
         (lambda c: c["datasets"].append(dict(c["datasets"][0])), r"duplicate dataset name"),
         (lambda c: c["simulation"].update(n_extra_categories=500), r"simulation: .* categories in total"),
@@ -137,3 +137,33 @@ def test_config_files_with_a_duplicated_key_or_bad_yaml_fail_with_the_file_and_l
     with pytest.raises(InputError, match=r"bad\.yaml: line \d+, column \d+"):
         check_config_files([bad])
     check_config_files([REPO / "config" / "config.yaml", REPO / "config" / "smoke.yaml"])
+
+
+def test_a_partial_train_block_keeps_the_stages_own_defaults():
+    """Setting one key of a stage's ``train:`` must not swap its schedule for the generic one."""
+    from fmrirecon.config import load_schema, resolve_methods
+
+    stage = load_schema()["properties"]["attention_decoder"]["properties"]["train"]["default"]
+    cfg = validate_config({"attention_decoder": {"train": {"epochs": 3}}, "loopencdec": {"train": {"lr": 0.01}}})
+    got = cfg["attention_decoder"]["train"]
+    assert got["epochs"] == 3 and got["schedule"] == "sgdr" == stage["schedule"]
+    assert got["cycles"] == stage["cycles"] and got["warmup_fraction"] == stage["warmup_fraction"] > 0
+    assert got["batch_size"] == stage["batch_size"] == 32 and got["lr_min"] == stage["lr_min"] > 0
+    # the same through a method's overrides (merged over the block, then validated)
+    cfg["methods"] = {"l": {"family": "loopencdec", "overrides": {"train": {"epochs": 1}}}}
+    settings = resolve_methods(cfg)["l"]["train"]
+    assert settings["epochs"] == 1 and settings["lr"] == 0.01 and settings["schedule"] == "sgdr"
+    # the shipped config trains every stage with the schedule its schema (and the README) documents
+    shipped = validate_config(_default())
+    for block in ("attention_decoder", "loopencdec", "ssl", "encoder"):
+        own = load_schema()["properties"][block]["properties"]["train"]["default"]
+        assert {k: shipped[block]["train"][k] for k in ("schedule", "cycles", "warmup_fraction", "lr_min")
+                if k in own} == {k: own[k] for k in ("schedule", "cycles", "warmup_fraction", "lr_min") if k in own}
+
+
+def test_maps_are_replaced_records_merged():
+    """Free-key maps (simulated subjects) are replaced by the user's; fixed-key records merged."""
+    cfg = validate_config({"simulation": {"subjects": {"7": {"noise_sd": 0.3}}, "voxels": {"V1": 5}},
+                           "datasets": [{"name": "s", "format": "simulated", "subjects": ["7"], "rois": ["V1"]}]})  # fmt: skip
+    assert cfg["simulation"]["subjects"] == {"7": {"noise_sd": 0.3}}
+    assert cfg["simulation"]["voxels"]["V1"] == 5 and cfg["simulation"]["voxels"]["V2"] == 850

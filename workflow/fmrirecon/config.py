@@ -28,11 +28,33 @@ def _validator_with_defaults():
     def set_defaults(validator, properties, instance, schema):
         if isinstance(instance, dict):
             for name, sub in properties.items():
-                if "default" in sub:
-                    instance.setdefault(name, copy.deepcopy(sub["default"]))
+                if "default" not in sub:
+                    continue
+                if name not in instance:
+                    instance[name] = copy.deepcopy(sub["default"])
+                elif _merges_default(validator, sub, instance[name]):
+                    # a user's `train: {epochs: 3}` keeps the stage's own schedule, lr, ...
+                    instance[name] = _deep_merge(sub["default"], instance[name])
         yield from validate_properties(validator, properties, instance, schema)
 
     return jsonschema.validators.extend(base, {"properties": set_defaults})
+
+
+def _merges_default(validator, sub: dict, value) -> bool:
+    """Whether a user's value is deep-merged over the property's default instead of replacing it.
+
+    True for a non-empty mapping default of a *record* (a fixed set of keys, e.g. a stage's
+    ``train:`` block, ``simulation.voxels``): every key the user leaves out keeps the stage's own
+    default, not the generic one of the shared ``optim`` definition. A *map* (free keys such as
+    ``simulation.subjects`` or ``methods``) is replaced: merging would add entries nobody asked for.
+    """
+    default = sub["default"]
+    if not (isinstance(default, dict) and default and isinstance(value, dict)):
+        return False
+    target = sub
+    if "$ref" in sub:
+        target = validator._resolver.lookup(sub["$ref"]).contents
+    return "properties" in target and target.get("additionalProperties", True) is False
 
 
 def _format_path(parts) -> str:
@@ -192,6 +214,8 @@ def _check_cross_references(config: dict) -> None:
                 f"(defined: {sorted(config.get('methods', {}))})"
             )
         READERS[ds[key]].check(ds, f"datasets[{i}]")
+        if ds["format"] != "simulated":
+            _check_file_rois(ds, f"datasets[{i}]", READERS[ds[key]], config.get("rois", {}))
     # names a method may be restricted to (it may run nowhere in a layered config, but a name that
     # is known nowhere is a typo that would drop the method silently)
     known_rois = {r for d in config["datasets"] for r in d["rois"]} | set(config.get("rois", {}))
@@ -203,6 +227,23 @@ def _check_cross_references(config: dict) -> None:
             if missing:  # a typo would silently drop the method from the DAG
                 raise InputError(f"config error at methods.{name}.{key}: {missing} is not a known {key[:-1]} "
                                  f"(datasets, `rois:` unions and the formats' rosters know {sorted(known)})")  # fmt: skip
+
+
+def _check_file_rois(ds: dict, where: str, reader, unions: dict) -> None:
+    """Each ROI of a real dataset is a column of its files or a config union of their columns (the
+    files' headers are read here, so a typo fails the dry run, not a job an hour later)."""
+    for subject in ds["subjects"]:
+        found = reader.file_rois(ds, ds["path"], subject)
+        if found is None:
+            continue
+        source, names = found
+        for roi in ds["rois"]:
+            parts = unions.get(roi, [])
+            if roi in names or (parts and all(p in names for p in parts)):
+                continue
+            why = f"; its union {parts} lacks {[p for p in parts if p not in names]}" if parts else ""
+            raise InputError(f"config error at {where}.rois: ROI {roi!r} is neither in {source} "
+                             f"(ROIs there: {sorted(names)}) nor a config `rois:` union of them{why}")  # fmt: skip
 
 
 def _deep_merge(base: dict, over: dict) -> dict:

@@ -31,6 +31,18 @@ def _stage_of(path: str) -> tuple[str, str, str, str]:
     return parts[parts.index("results") + 1] if "results" in parts else parts[0], "", "", stage
 
 
+def _flatten(settings: dict, prefix: str = "") -> list[tuple[str, object]]:
+    """``{"train": {"lr": 1e-3}}`` -> ``[("train.lr", 0.001)]`` (lists as JSON text)."""
+    out = []
+    for key, value in sorted(settings.items()):
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out += _flatten(value, name + ".")
+        else:
+            out.append((name, json.dumps(value) if isinstance(value, (list, tuple)) else value))
+    return out
+
+
 def training_report(logs: list[str], summaries: list[str], curves: str, summary: str,
                     accuracy: list[str] = (), attention: list[str] = (), labels: list[str] = ()) -> None:  # fmt: skip
     """Plot every loss log; tabulate each training stage's throughput and peak memory, and the
@@ -45,6 +57,9 @@ def training_report(logs: list[str], summaries: list[str], curves: str, summary:
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 rows.append({"dataset": d, "subject": s, "roi": roi, "stage": stage,
                              "quantity": key.replace("_", " "), "value": value})  # fmt: skip
+        for key, value in _flatten(info.get("settings", {})):  # the resolved settings it trained with
+            rows.append({"dataset": d, "subject": s, "roi": roi, "stage": stage,
+                         "quantity": f"setting {key}", "value": value})  # fmt: skip
     for path in accuracy:
         with open(path) as fh:
             table = list(csv.DictReader(fh, delimiter="\t"))
