@@ -164,6 +164,25 @@ def _bad_yaml(ctx):
     check_config_files([p])
 
 
+def _real_dataset_rois(ctx, fmt: str, rois: list[str]) -> None:
+    from fmrirecon.config import validate_config
+
+    raw, _ = ctx.dataset()
+    cfg = ctx.config()
+    cfg["datasets"].append({"name": "god", "format": fmt, "path": str(raw), "subjects": ["1"], "rois": rois})
+    validate_config(cfg)
+
+
+@case("real BData dataset with an ROI its files lack", "parse", "datasets[3].rois: ROI 'MT' is neither in")
+def _real_roi(ctx):
+    _real_dataset_rois(ctx, "god_bdata", ["VC", "MT"])
+
+
+@case("real npz dataset with an ROI its files lack", "parse", "sbj_1.npz (ROIs there:")
+def _real_npz_roi(ctx):
+    _real_dataset_rois(ctx, "god_npz", ["V1", "V9"])
+
+
 # -- data files: rejected by the job that reads them ----------------------------------------------
 @case("subject file missing", "mask_roi", "Subject1.h5", output="missing/data.h5")
 def _missing(ctx):

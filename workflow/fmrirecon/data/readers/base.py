@@ -109,6 +109,9 @@ class Reader:
         read_subject: ``(files, stimuli) -> SubjectRecording`` with ``files`` from ``subject_inputs``.
         check: ``(dataset, where) -> None``; raises ``InputError`` for settings the format cannot
             honour (``where`` is the config path, e.g. ``datasets[1]``).
+        file_rois: ``(dataset, root, subject) -> (file, {ROI names}) | None``: the ROIs one subject's
+            files define, read cheaply (a header) so that a ROI no file has fails at parse time;
+            None when the files are not there yet or the format cannot tell.
     """
 
     name: str
@@ -119,3 +122,4 @@ class Reader:
     read_stimuli: Callable[[dict, str, int], StimulusSet]
     read_subject: Callable[[dict, StimulusSet], SubjectRecording]
     check: Callable[[dict, str], None] = lambda dataset, where: None
+    file_rois: Callable[[dict, str, str], tuple[str, set[str]] | None] = lambda dataset, root, subject: None

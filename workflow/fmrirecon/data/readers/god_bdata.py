@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ...errors import InputError
+from ..bdata import BDataFile
 from .base import Reader, StimulusSet, SubjectRecording
 from .god import read_god_bdata
 from .images import read_god_stimuli
@@ -55,6 +56,22 @@ def check(dataset: dict, where: str) -> None:
             ) from None
 
 
+def file_rois(dataset: dict, root: str, subject: str) -> tuple[str, set[str]] | None:
+    """The ROI names of the label table (``roi_source: nifti``) or the BData ``ROI_*`` keys."""
+    files = subject_inputs(dataset, root, subject)
+    if dataset.get("roi_source") == "nifti":
+        table = Path(files["roi_table"])
+        if not table.is_file():
+            return None
+        rows = [ln.split("\t") for ln in table.read_text().splitlines()[1:] if ln.strip()]
+        return str(table), {row[-1].strip() for row in rows}
+    if not Path(files["subject"]).is_file():
+        return None
+    keys = BDataFile.open(files["subject"]).keys
+    names = {k[4:] for k in keys if k.startswith("ROI_")}
+    return files["subject"], names | ({"V4"} if "hV4" in names else set())
+
+
 READER = Reader(
     name="god_bdata",
     description="GOD SubjectN.h5 (BData) + image lists + images",
@@ -64,4 +81,5 @@ READER = Reader(
     read_stimuli=read_stimuli,
     read_subject=read_subject,
     check=check,
+    file_rois=file_rois,
 )

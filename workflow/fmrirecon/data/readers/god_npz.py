@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from ...errors import InputError
 from .base import Reader, StimulusSet, SubjectRecording
-from .god import read_god_npz
+from .god import _ARR, read_god_npz
 from .god_bdata import ROIS
 from .images import read_god_stimuli, read_npz_stimuli
 
@@ -52,6 +54,19 @@ def check(dataset: dict, where: str) -> None:
         raise InputError(f"config error at {where}.unlabeled_fmri: only supported with format god_bdata")
 
 
+def file_rois(dataset: dict, root: str, subject: str) -> tuple[str, set[str]] | None:
+    """The boolean mask arrays of ``sbj_N.npz`` (names only: the zip directory, no data read)."""
+    path = Path(subject_inputs(dataset, root, subject)["subject"])
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            names = set(npz.files)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: not a readable npz file ({exc})") from None
+    return str(path), {n for n in names if not _ARR.fullmatch(n)}
+
+
 READER = Reader(
     name="god_npz",
     description="SelfSuperReconst / MinD-Vis sbj_N.npz + images npz",
@@ -61,4 +76,5 @@ READER = Reader(
     read_stimuli=read_stimuli,
     read_subject=read_subject,
     check=check,
+    file_rois=file_rois,
 )
