@@ -364,3 +364,97 @@ def _compare_json(a, b, where: str) -> None:
         assert (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=1e-5, abs_tol=1e-7), (where, a, b)
     else:
         assert a == b, (where, a, b)
+
+
+# -- preemption: scancel sends SIGTERM; the job checkpoints, exits 75 and a rerun resumes --------
+PREEMPT_TARGET = "results/simgod/sub-1/roi-VC/encoder/encoder.safetensors"
+
+
+def _preempt_overlay(base: Path) -> Path:
+    overlay = _smoke_overlay(base / "overlay.yaml")
+    cfg = yaml.safe_load(overlay.read_text())
+    cfg["encoder"] = {"train": {"epochs": 150}}  # 600 steps (~30 s): long enough to be cancelled mid-run
+    cfg["training"] = {"checkpoint_every_steps": 10**6, "checkpoint_every_minutes": 600}  # only SIGTERM's
+    overlay.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return overlay
+
+
+def _running_job(run_log: Path, workdir: Path) -> tuple[str, str] | None:
+    """(run ID, SLURM job id) of the run's pretrain_encoder job once it has logged an epoch."""
+    ids = re.findall(r"SLURM run ID: (\S+)", run_log.read_text(errors="replace"))
+    if not ids:
+        return None
+    queue = subprocess.run(["squeue", "-h", "--name", ids[0], "-o", "%i|%k|%T"], capture_output=True, text=True).stdout
+    for line in queue.splitlines():
+        jobid, comment, state = line.split("|")
+        if comment.startswith("rule_pretrain_encoder") and state == "RUNNING":
+            log = next((workdir / ".snakemake" / "slurm_logs").rglob(f"{jobid}.log"), None)
+            if log and "pretrain_encoder: epoch=" in log.read_text(errors="replace"):
+                return ids[0], jobid
+    return None
+
+
+@pytest.fixture(scope="module")
+def preempted(cluster, tmp_path_factory):
+    """One long training job cancelled with plain ``scancel`` while it trains (SIGTERM, as SLURM
+    sends on preemption and at a time limit), then what a user does: rerun the same command.
+
+    snakemake-executor-plugin-slurm 2.8.0 does not read sacct's ``CANCELLED by <uid>`` as a failure
+    (it matches the bare word ``CANCELLED``), so the run that submitted the job waits for it for
+    ever; the fixture stops that run with SIGINT, as a user would with Ctrl-C, and reruns. Should a
+    later plugin retry the job itself, the run ends on its own and no rerun is needed."""
+    base = tmp_path_factory.mktemp("preempt")
+    overlay = _preempt_overlay(base)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("FMRIRECON_")}
+    args = (PREEMPT_TARGET, "--profile", str(REPO / "profiles" / "slurm"), "--workflow-profile", str(HERE / "profile"))
+    workdir = base / "slurm"
+    t0 = time.monotonic()
+    run = _snakemake(workdir, overlay, *args, env=clean, wait=False)
+    found, deadline = None, time.monotonic() + 600
+    while found is None and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(1)
+        found = _running_job(base / "slurm.log", workdir)
+    assert found, f"pretrain_encoder never ran long enough to be cancelled:\n{(base / 'slurm.log').read_text()[-4000:]}"
+    run_id, job = found
+    _RUN_IDS.append(run_id)
+    subprocess.run(["scancel", job], check=True)
+    deadline = time.monotonic() + 120
+    while run.poll() is None and time.monotonic() < deadline:  # the job ends; does snakemake notice?
+        state = subprocess.run(["sacct", "-X", "-P", "-n", "-j", job, "-o", "State"], capture_output=True, text=True).stdout
+        if state.startswith("CANCELLED"):
+            try:
+                run.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                run.send_signal(signal.SIGINT)  # timeout(1) passes it on to snakemake
+                run.wait(timeout=120)
+            break
+        time.sleep(1)
+    first_log = (base / "slurm.log").read_text(errors="replace")
+    t1 = time.monotonic()
+    run_ids = [run_id]
+    if not (workdir / PREEMPT_TARGET).exists():  # rerun the same command, as the README says
+        rerun = _snakemake(workdir, overlay, *args, env=clean)
+        (base / "rerun.log").write_text(rerun.stdout + rerun.stderr)
+        assert rerun.returncode == 0, (rerun.stdout + rerun.stderr)[-6000:]
+        run_ids += re.findall(r"SLURM run ID: (\S+)", rerun.stdout + rerun.stderr)[:1]
+        _RUN_IDS.extend(run_ids[1:])
+    jobs = [j for r in run_ids for j in _sacct(r)]
+    print(f"\ncluster setup {cluster['setup_s']:.0f}s; preemption: run until cancelled and stopped {t1 - t0:.0f}s, rerun {time.monotonic() - t1:.0f}s")
+    return {"base": base, "job": job, "log": first_log, "jobs": jobs, "reruns": len(run_ids) - 1}
+
+
+def test_scancelled_training_job_checkpointed_exited_75_and_resumed(preempted):
+    tries = sorted((j for j in preempted["jobs"] if j["rule"] == "pretrain_encoder"), key=lambda j: int(j["JobIDRaw"]))
+    assert tries and tries[0]["JobIDRaw"] == preempted["job"], tries
+    assert [t["State"].split()[0] for t in tries] == ["CANCELLED", "COMPLETED"], tries
+    logs = preempted["base"] / "slurm" / ".snakemake" / "slurm_logs"
+    first = next(logs.rglob(f"{tries[0]['JobIDRaw']}.log")).read_text(errors="replace")
+    second = next(logs.rglob(f"{tries[1]['JobIDRaw']}.log")).read_text(errors="replace")
+    assert "received SIGTERM: will checkpoint and stop" in first, first[-3000:]
+    step = re.search(r"pretrain_encoder: checkpoint at step (\d+)", first)
+    assert step and int(step.group(1)) > 0, first[-3000:]
+    assert "PREEMPTED:" in first and "exit status 75" in first, first[-3000:]  # the job's exit code
+    assert f"pretrain_encoder: resumed from step {step.group(1)} " in second, second[-3000:]
+    assert (preempted["base"] / "slurm" / PREEMPT_TARGET).exists()
+    print(f"\nscancel -> checkpoint at step {step.group(1)}, exit 75; "
+          f"{'resumed by a rerun' if preempted['reruns'] else 'retried by snakemake'}")
