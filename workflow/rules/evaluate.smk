@@ -51,6 +51,8 @@ rule aggregate_metrics:
         ),
     log:
         "results/logs/aggregate_metrics/aggregate_metrics.log",
+    benchmark:
+        "results/benchmarks/aggregate_metrics/aggregate_metrics.tsv"
     localrule: True
     conda:
         "../../envs/fmrirecon.yaml"

@@ -14,6 +14,8 @@ rule plot_reconstructions:
         ),
     log:
         "results/logs/plot_reconstructions/{dataset}_sub-{subject}_roi-{roi}.log",
+    benchmark:
+        "results/benchmarks/plot_reconstructions/{dataset}_sub-{subject}_roi-{roi}.tsv"
     conda:
         "../../envs/fmrirecon.yaml"
     params:
@@ -34,6 +36,8 @@ rule plot_metrics:
         ),
     log:
         "results/logs/plot_metrics/plot_metrics.log",
+    benchmark:
+        "results/benchmarks/plot_metrics/plot_metrics.tsv"
     conda:
         "../../envs/fmrirecon.yaml"
     script:
@@ -58,6 +62,8 @@ rule plot_training:
         ),
     log:
         "results/logs/plot_training/plot_training.log",
+    benchmark:
+        "results/benchmarks/plot_training/plot_training.tsv"
     conda:
         "../../envs/fmrirecon.yaml"
     script:
@@ -76,6 +82,8 @@ rule plot_method_groups:
         ),
     log:
         "results/logs/plot_method_groups/plot_method_groups.log",
+    benchmark:
+        "results/benchmarks/plot_method_groups/plot_method_groups.tsv"
     conda:
         "../../envs/fmrirecon.yaml"
     params:
