@@ -41,7 +41,7 @@ DAEMONS = ["munged", "mariadbd", "slurmdbd", "slurmctld", "slurmd"]  # start ord
 KILL_AT_STEP = 3  # every training job SIGKILLs itself once here; checkpoints every 2 steps
 # rules that must never ask for a GPU (data, baselines, evaluation on CPU, report)
 CPU_RULES = {"simulate_dataset", "prepare_images", "mask_roi", "reconstruct_baseline",
-             "evaluate_reconstructions", "plot_reconstructions", "plot_metrics"}  # fmt: skip
+             "truth_features", "evaluate_reconstructions", "plot_reconstructions", "plot_metrics"}  # fmt: skip
 
 pytestmark = pytest.mark.slurm
 

@@ -118,6 +118,40 @@ def test_identification_known_cases():
         identification_scores(perfect, n_way=11)
 
 
+def test_target_and_exclude_match_brute_force_on_the_remaining_candidates():
+    """The shuffled control's form: row i's true candidate is column target[i] and column
+    exclude[i] is no candidate at all (n-way among the N - 2 others; "all" is (N - 1)-way)."""
+    rng = np.random.default_rng(11)
+    sim = rng.random((7, 7)).round(1)  # rounding creates ties
+    target, own = np.roll(np.arange(7), -1), np.arange(7)
+    for n in (2, 3, 6, "all"):
+        k = 6 if n == "all" else n
+        ref = []
+        for i in range(7):
+            others = [j for j in range(7) if j not in (i, target[i])]
+            credits = []
+            for combo in itertools.combinations(others, k - 1):
+                vals = sim[i, list(combo)]
+                t = sim[i, target[i]]
+                credits.append(0.0 if (vals > t).any() else 1.0 / (1 + (vals == t).sum()))
+            ref.append(np.mean(credits))
+        ours = identification_scores(sim, n_way=n, target=target, exclude=own)
+        assert np.allclose(ours, ref, atol=1e-12), n
+    with pytest.raises(InputError, match="excluded"):
+        identification_scores(sim, target=target, exclude=target)
+    with pytest.raises(InputError, match="7-way"):
+        identification_scores(sim, n_way=7, target=target, exclude=own)  # only 6 candidates remain
+    # semantic and centroid: the excluded class is no distractor; a row whose target is excluded is NaN
+    scores = np.array([[0.5, 0.3, 0.1, 0.1], [0.1, 0.2, 0.3, 0.4]])
+    got = semantic_nway_topk(scores, np.array([1, 3]), n_way=3, mode="exact", exclude_class=np.array([0, 3]))
+    assert got[0] == 1.0 and np.isnan(got[1])  # without the exclusion row 0 scores 1/3 (class 0 beats 1)
+    assert semantic_nway_topk(scores, np.array([1, 3]), n_way=3, mode="exact")[0] == pytest.approx(1 / 3)
+    feats = np.array([[1.0, 0, 0], [0, 1.0, 0]])
+    cents = torch.tensor([[1.0, 0, 0], [0.9, 0.1, 0], [0, 0, 1.0]])
+    out = centroid_classification(feats, cents, np.array([1, 1]), top_k=[1], exclude_index=np.array([0, 1]))
+    assert out["rank"][0] == 1.0 and out["top1"][0] == 1.0 and np.isnan(out["rank"][1]) and np.isnan(out["top1"][1])
+
+
 def test_pairwise_ssim_2way_matches_skimage_double_loop():
     rng = np.random.default_rng(6)
     truth = rng.integers(0, 256, (6, 24, 24, 3), dtype=np.uint8)
@@ -138,6 +172,11 @@ def test_pairwise_ssim_2way_matches_skimage_double_loop():
     assert total == 6 * 5
     assert np.allclose(ours, per_image)
     assert np.isclose(ours.mean(), correct / total)
+    # an image shown twice ties with its copy: paper 000 counts that comparison lost (strict)
+    truth2 = np.concatenate([truth[:1], truth[:1], truth[2:]])
+    y2 = prepare_images(truth2, grey=True)
+    assert pairwise_ssim_2way(y2, y2, s, ties="strict")[0] == pytest.approx(4 / 5)
+    assert pairwise_ssim_2way(y2, y2, s, ties="half")[0] == pytest.approx(4.5 / 5)
 
 
 # ---------------------------------------------------------------------------- semantic n-way

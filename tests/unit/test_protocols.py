@@ -62,6 +62,16 @@ def test_presets_are_yaml_friendly_plain_data():
     sem = mindvis["semantic_50way_top1"]
     assert (sem["n_way"], sem["top_k"], sem["trials"], sem["samples"]) == (50, 1, 1000, "mean_and_max")
     assert "ViT-H/14" in sem["substitution"]
+    top5 = mindvis["semantic_50way_top5"]  # MinD-Vis / paper 001 report top-5 beside top-1
+    assert (top5["n_way"], top5["top_k"], top5["trials"], top5["samples"]) == (50, 5, 1000, "mean_and_max")
+    assert {k: v for k, v in top5.items() if k not in ("key", "top_k", "paper_setting")} == {
+        k: v for k, v in sem.items() if k not in ("key", "top_k", "paper_setting")
+    }
+    fang = DEFAULT_PROTOCOLS["fang2020_pairwise_ssim"]["metrics"][0]
+    assert fang["ties"] == "strict" and "strictly greater" in fang["paper_setting"]
+    mindeye = {m["key"]: m for m in DEFAULT_PROTOCOLS["mindeye_offline"]["metrics"]}
+    assert mindeye["swav_distance"]["name"] == "feature_correlation_distance"
+    assert mindeye["swav_distance"]["network"] == "swav" and "swav_resnet50.torchscript.pt" in mindeye["swav_distance"]["weights"]
     ssim = {m["key"]: m for m in DEFAULT_PROTOCOLS["mindeye_offline"]["metrics"]}["ssim"]
     assert (ssim["resolution"], ssim["grey"], ssim["sigma"], ssim["use_sample_covariance"]) == (425, True, 1.5, False)
     gaziv = _keys(DEFAULT_PROTOCOLS["gaziv2022"])
@@ -85,6 +95,61 @@ def test_fang_preset_structure_determinism_and_perfect_reconstructions():
     b = evaluate_protocol(noisy, truth, proto, seed=3)
     assert json.dumps(a) == json.dumps(b)
     assert "shuffled_truth" in a["controls"]
+
+
+def test_fang_preset_counts_only_strict_wins_and_half_credit_is_an_option():
+    """Paper 000 counts a comparison as won only when SSIM is strictly greater: an image shown twice
+    ties with its copy; strict gives that comparison 0, ``ties: half`` gives it 1/2."""
+    truth = _images(5, 24, 0)
+    truth[1] = truth[0]
+    proto = DEFAULT_PROTOCOLS["fang2020_pairwise_ssim"]
+    strict = evaluate_protocol(truth.copy(), truth, proto, seed=0)["metrics"]["pairwise_ssim_2way"]
+    assert strict["settings"]["ties"] == "strict"
+    assert strict["per_image"] == pytest.approx([0.75, 0.75, 1, 1, 1]) and strict["value"] == pytest.approx(0.9)
+    half_proto = {**proto, "metrics": [dict(proto["metrics"][0], ties="half")]}
+    half = evaluate_protocol(truth.copy(), truth, half_proto, seed=0)["metrics"]["pairwise_ssim_2way"]
+    assert half["settings"]["ties"] == "half" and half["per_image"] == pytest.approx([0.875, 0.875, 1, 1, 1])
+    assert DEFAULT_PROTOCOLS["fang2020_pairwise_ssim"]["metrics"][0]["ties"] == "strict"  # not mutated
+
+
+def test_mindvis_top5_is_scored_with_chance_5_in_50():
+    truth = _images(6, 32, 12)
+    recon = np.stack([_noisy(truth, 13), truth], axis=1)
+    spec = {m["key"]: m for m in DEFAULT_PROTOCOLS["mindvis_nway"]["metrics"]}["semantic_50way_top5"]
+    res = evaluate_protocol(recon, truth, {"metrics": [spec]}, seed=0, n_boot=200)
+    m = res["metrics"]
+    assert m["semantic_50way_top5"]["chance"] == pytest.approx(0.1) and m["semantic_50way_top5_max"]["value"] == 1.0
+    assert m["semantic_50way_top5"]["settings"]["top_k"] == 5 and m["semantic_50way_top5"]["settings"]["n_way"] == 50
+    ctrl = res["controls"]["shuffled_truth"]["metrics"]["semantic_50way_top5"]
+    assert ctrl["chance"] == pytest.approx(0.1) and "own class" in ctrl["settings"]["control"]
+
+
+class _TinySwav(torch.nn.Module):
+    """A stand-in for the exported SwAV ResNet-50 (any TorchScript module: images -> features)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.adaptive_avg_pool2d(x, 4).flatten(1)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.:DeprecationWarning")  # TorchScript, as for inception/clip
+def test_mindeye_swav_distance_is_unavailable_without_weights_and_used_with_them(tmp_path):
+    spec = {m["key"]: m for m in DEFAULT_PROTOCOLS["mindeye_offline"]["metrics"]}["swav_distance"]
+    truth = _images(4, 32, 14)
+    res = evaluate_protocol(truth.copy(), truth, {"metrics": [spec]}, seed=0, weights_dir=str(tmp_path))
+    reason = {u["metric"]: u["reason"] for u in res["unavailable"]}["swav_distance"]
+    assert "no swav weights ship offline" in reason and str(tmp_path / "swav_resnet50.torchscript.pt") in reason
+    assert "swav_distance" not in res["metrics"] and res["controls"]["shuffled_truth"]["metrics"] == {}
+    torch.jit.script(_TinySwav()).save(str(tmp_path / "swav_resnet50.torchscript.pt"))
+    res = evaluate_protocol(truth.copy(), truth, {"metrics": [spec]}, seed=0, weights_dir=str(tmp_path))
+    m = res["metrics"]["swav_distance"]
+    assert res["unavailable"] == [] and m["value"] == pytest.approx(0.0, abs=1e-6) and m["higher_is_better"] is False
+    assert m["settings"]["network_source"] == str(tmp_path / "swav_resnet50.torchscript.pt")
+    assert m["settings"]["network_input"] == 224 and m["chance"] > 0  # empirical, from the control
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "swav_resnet50.torchscript.pt").write_bytes(b"not a module")
+    with pytest.raises(InputError, match=r"not a readable swav weights file"):
+        evaluate_protocol(truth.copy(), truth, {"metrics": [spec]}, seed=0, weights_dir=str(broken))
 
 
 def test_shuffled_control_of_perfect_reconstructions_sits_at_chance():

@@ -158,7 +158,8 @@ def test_default_config_dry_run_lists_the_data_rules(tmp_path):
     proc = snakemake(tmp_path, "-n", "--quiet", "rules")
     out = proc.stdout + proc.stderr
     for rule in ("simulate_dataset", "prepare_images", "mask_roi", "reconstruct_baseline",
-                 "evaluate_reconstructions", "aggregate_metrics", "plot_reconstructions", "plot_metrics"):  # fmt: skip
+                 "truth_features", "evaluate_reconstructions", "split_metrics", "aggregate_metrics",
+                 "plot_reconstructions", "plot_metrics"):  # fmt: skip
         assert rule in out
 
 
@@ -265,8 +266,9 @@ def test_missing_roi_through_the_dag(tmp_path):
     work = tmp_path / "work"
     proc = snakemake(work, "results/god/sub-1/roi-FFA/data.h5", configfile=cfg, check=False)
     assert proc.returncode != 0
-    log = (work / "results/logs/mask_roi/god/sub-1_roi-FFA.log").read_text()
-    assert "ROI 'FFA' not found" in log
+    # caught at parse time from the file's header, before any job runs
+    assert "config error at datasets[0].rois: ROI 'FFA' is neither in" in proc.stdout + proc.stderr
+    assert not (work / "results/logs/mask_roi").exists()
 
 
 def test_config_error_fails_before_any_job(tmp_path):

@@ -7,6 +7,8 @@ from fmrirecon.config import config_hash, resolve_methods
 from fmrirecon.data.readers import get_reader
 from fmrirecon.data.simulation import generated_dataset
 from fmrirecon.evaluate.presets import resolve_protocols
+from fmrirecon.evaluate.truth_cache import feature_plan
+from fmrirecon.evaluate.split import split_metrics
 from fmrirecon.methods import PLUGINS, get_family
 
 DATASETS = {d["name"]: d for d in config["datasets"]}
@@ -17,6 +19,8 @@ METHOD_SETTINGS = resolve_methods(config)
 FAMILY = {m: get_family(spec["family"]) for m, spec in METHODS.items()}
 PROTOCOLS = config["evaluation"]["protocols"]
 PROTOCOL_SPECS = resolve_protocols(PROTOCOLS, config["evaluation"]["presets"])
+#: (network, resolution, layer) of the ground-truth features every protocol shares (rule truth_features)
+TRUTH_FEATURE_PLAN = feature_plan(PROTOCOL_SPECS.values())
 
 
 def _alternatives(values):
@@ -156,8 +160,9 @@ def get_method_settings(wildcards):
     return METHOD_SETTINGS[wildcards.method]
 
 
-def get_protocol(wildcards):
-    return PROTOCOL_SPECS[wildcards.protocol]
+def get_method_protocol_specs(wildcards):
+    """{protocol name: spec} of every protocol the method is scored with."""
+    return {p: PROTOCOL_SPECS[p] for p in method_protocols(wildcards.method)}
 
 
 def get_family_name(wildcards):

@@ -1,4 +1,4 @@
-"""Adapter for rule evaluate_reconstructions: score one recon.h5 with one protocol preset."""
+"""Adapter for rule evaluate_reconstructions: score one recon.h5 with every protocol of its method."""
 
 import sys
 
@@ -13,8 +13,8 @@ run_step(
     evaluate_reconstructions,
     recon=smk.input.recon,
     images=smk.input.images,
-    protocol_name=w.protocol,
-    protocol=smk.params.protocol,
+    truth_features=smk.input.truth_features,
+    protocols=smk.params.protocols,
     seed=smk.params.seed,
     evaluation={
         "bootstrap_samples": smk.params.bootstrap_samples,

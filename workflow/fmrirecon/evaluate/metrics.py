@@ -23,11 +23,16 @@ keeps degenerate cases (e.g. constant reconstructions) exactly at chance.
   better/tied/worse candidates are drawn, so draws are taken from the multivariate
   hypergeometric distribution directly (same distribution as drawing the candidates, O(trials)).
 * ``n_way="all"`` — one comparison against every other candidate (n = N).
+
+Shuffled-id control: the ranking functions take an ``exclude`` candidate per row, left out of the
+comparison — the reconstruction's own image, class or category centroid, which as a distractor would
+pull the control below chance. The pool shrinks by one (``"all"`` becomes (N - 1)-way); rows whose
+target is the excluded candidate (two images of one class) come back NaN.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -153,34 +158,41 @@ def squared_distance_matrix(ua: torch.Tensor, ub: torch.Tensor) -> np.ndarray:
 # n-way counting
 
 
-def _counts_from_sim(sim: np.ndarray, higher_is_better: bool) -> tuple[np.ndarray, np.ndarray, int]:
-    sim = np.asarray(sim, dtype=np.float64)
-    if sim.ndim != 2 or sim.shape[0] != sim.shape[1]:
-        raise InputError(f"identification needs a square (N, N) similarity matrix, got {sim.shape}")
-    if np.isnan(sim).any():
-        raise InputError("identification similarity matrix contains NaN")
-    s = sim if higher_is_better else -sim
-    true = np.diag(s)[:, None]
-    off = ~np.eye(s.shape[0], dtype=bool)
-    better = ((s > true) & off).sum(axis=1)
-    ties = ((s == true) & off).sum(axis=1)
-    return better, ties, s.shape[0] - 1
+def _index(idx, shape: tuple, name: str) -> np.ndarray:
+    i = np.asarray(idx)
+    if i.shape != (shape[0],) or not np.issubdtype(i.dtype, np.integer) or (i < 0).any() or (i >= shape[1]).any():
+        raise InputError(f"{name} must be (N,) = ({shape[0]},) integers in [0, {shape[1]})")
+    return i.astype(np.int64)
+
+
+def _counts_vs_index(s: np.ndarray, idx: np.ndarray, exclude=None) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
+    """Per row ``i``: candidates scoring above / the same as column ``idx[i]`` (not itself), the
+    pool size, and the rows with ``exclude[i] == idx[i]``. ``exclude (N,)``: one more column per
+    row left out (the control's own image/class); rows whose target is excluded count nothing."""
+    rows = np.arange(s.shape[0])
+    true = s[rows, idx]
+    better = (s > true[:, None]).sum(axis=1)
+    tied = (s == true[:, None]).sum(axis=1) - 1
+    same = np.zeros(s.shape[0], dtype=bool)
+    if exclude is None:
+        return better, tied, s.shape[1] - 1, same
+    ex = _index(exclude, s.shape, "exclude")
+    same = ex == idx
+    other = s[rows, ex]
+    better = np.where(same, 0, better - (other > true))
+    tied = np.where(same, 0, tied - (other == true))
+    return better, tied, s.shape[1] - 2, same
 
 
 def _log_comb(n, k):
-    n = np.asarray(n, dtype=np.float64)
-    k = np.asarray(k, dtype=np.float64)
-    valid = (k >= 0) & (k <= n)
-    out = np.where(
-        valid, gammaln(n + 1) - gammaln(np.clip(k, 0, None) + 1) - gammaln(np.clip(n - k, 0, None) + 1), -np.inf
-    )
-    return out
+    n, k = np.asarray(n, dtype=np.float64), np.asarray(k, dtype=np.float64)
+    lc = gammaln(n + 1) - gammaln(np.clip(k, 0, None) + 1) - gammaln(np.clip(n - k, 0, None) + 1)
+    return np.where((k >= 0) & (k <= n), lc, -np.inf)
 
 
 def _credit(xb, xt, top_k: int, tie_mode: str):
     """Credit of a trial with ``xb`` better and ``xt`` tied distractors drawn."""
-    xb = np.asarray(xb, dtype=np.float64)
-    xt = np.asarray(xt, dtype=np.float64)
+    xb, xt = np.asarray(xb, dtype=np.float64), np.asarray(xt, dtype=np.float64)
     if tie_mode == "strict":
         return (xb + xt < top_k).astype(np.float64)
     return np.clip(top_k - xb, 0, xt + 1) / (xt + 1)
@@ -221,9 +233,9 @@ def nway_credit(
     if mode == "exact":
         total = _log_comb(pool, d)
         out = np.zeros(better.shape, dtype=np.float64)
-        for xb in range(0, min(top_k, d + 1)):
+        for xb in range(min(top_k, d + 1)):
             max_t = int(min(ties.max(initial=0), d - xb))
-            for xt in range(0, max_t + 1):
+            for xt in range(max_t + 1):
                 lp = _log_comb(better, xb) + _log_comb(ties, xt) + _log_comb(worse, d - xb - xt) - total
                 out += np.exp(lp) * _credit(xb, xt, top_k, ties_mode)
         return out
@@ -244,28 +256,43 @@ def identification_scores(
     rng: np.random.Generator | None = None,
     higher_is_better: bool = True,
     ties: str = "half",
+    target=None,
+    exclude=None,
 ) -> np.ndarray:
     """n-way identification of each reconstruction among its image and n - 1 others → ``(N,)``.
 
     ``sim (N, N)``: similarity (or distance with ``higher_is_better=False``) of reconstruction i
     to image j. Chance is ``1 / n``. With n = 2 and ``mode="exact"`` this is the all-pairs 2-way
     score (MindEye; paper 000's N(N - 1) SSIM comparisons, averaged per reconstruction).
+    ``target (N,)``: the true image of each row (default: the diagonal); ``exclude (N,)``: an image
+    per row left out of the distractors (the shuffled control: ``target=perm``,
+    ``exclude=arange(N)``; ``"all"`` is then (N - 1)-way, chance ``1 / (N - 1)``).
     """
-    better, tied, pool = _counts_from_sim(sim, higher_is_better)
+    sim = np.asarray(sim, dtype=np.float64)
+    if sim.ndim != 2 or sim.shape[0] != sim.shape[1]:
+        raise InputError(f"identification needs a square (N, N) similarity matrix, got {sim.shape}")
+    if np.isnan(sim).any():
+        raise InputError("identification similarity matrix contains NaN")
+    idx = np.arange(sim.shape[0]) if target is None else _index(target, sim.shape, "target")
+    better, tied, pool, same = _counts_vs_index(sim if higher_is_better else -sim, idx, exclude)
+    if same.any():
+        raise InputError("identification: a row's excluded image must not be its target")
     return nway_credit(better, tied, pool, n_way=n_way, top_k=1, mode=mode, trials=trials, rng=rng, ties_mode=ties)
 
 
-def pairwise_ssim_2way(x: torch.Tensor, y: torch.Tensor, settings: dict | None = None, **kw) -> np.ndarray:
+def pairwise_ssim_2way(x: torch.Tensor, y: torch.Tensor, settings=None, *, ties: str = "half", **kw) -> np.ndarray:
     """Pairwise-SSIM 2-way identification (paper 000 after Fang et al. 2020) → ``(N,)``.
 
     For each reconstruction ``x[i]`` its SSIM to ``y[i]`` is compared with its SSIM to each of the
-    other N - 1 images; the per-image score is the fraction won (ties count half), so the mean is
-    the accuracy over all N(N - 1) comparisons. ``x``, ``y``: prepared float tensors (N, C, H, W).
+    other N - 1 images; the per-image score is the fraction won, so the mean is the accuracy over
+    all N(N - 1) comparisons. Paper 000 counts a comparison as won only when the SSIM is strictly
+    greater (``ties="strict"``); ``ties="half"`` gives ties half credit. ``x``, ``y``: prepared
+    float tensors (N, C, H, W).
     """
     if x.shape[0] != y.shape[0]:
         raise InputError(f"pairwise SSIM needs as many reconstructions as images: {x.shape[0]} vs {y.shape[0]}")
     sim = pairwise_ssim(x, y, settings, **kw).cpu().numpy()
-    return identification_scores(sim, n_way=2, mode="exact")
+    return identification_scores(sim, n_way=2, mode="exact", ties=ties)
 
 
 def semantic_nway_topk(
@@ -278,6 +305,7 @@ def semantic_nway_topk(
     trials: int = 1000,
     rng: np.random.Generator | None = None,
     ties: str = "half",
+    exclude_class=None,
 ) -> np.ndarray:
     """n-way top-k semantic accuracy (MinD-Vis ``n_way_top_k_acc``; paper 001 Algorithm 1) → ``(N,)``.
 
@@ -285,25 +313,17 @@ def semantic_nway_topk(
     for each reconstruction; ``true_class (N,)``: the class the classifier gives the ground-truth
     image (a pseudo-label). Each trial keeps the true class and ``n_way - 1`` random other classes
     and scores a hit when the true class is in the reconstruction's top ``top_k`` among them.
-    Chance is ``top_k / n_way``.
+    Chance is ``top_k / n_way``. ``exclude_class (N,)``: a class per row kept out of the
+    distractors (the shuffled control's own class; rows where it is the true class are NaN).
     """
     s = np.asarray(scores, dtype=np.float64)
-    c = np.asarray(true_class, dtype=np.int64)
-    if s.ndim != 2 or c.shape != (s.shape[0],):
-        raise InputError(f"semantic n-way needs scores (N, K) and classes (N,), got {s.shape} and {c.shape}")
-    if (c < 0).any() or (c >= s.shape[1]).any():
-        raise InputError(f"true classes must lie in [0, {s.shape[1]})")
-    better, tied = _counts_vs_index(s, c)
-    return nway_credit(
-        better, tied, s.shape[1] - 1, n_way=n_way, top_k=top_k, mode=mode, trials=trials, rng=rng, ties_mode=ties
-    )
-
-
-def _counts_vs_index(s: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    true = s[np.arange(s.shape[0]), idx][:, None]
-    better = (s > true).sum(axis=1)
-    tied = (s == true).sum(axis=1) - 1
-    return better, tied
+    if s.ndim != 2:
+        raise InputError(f"semantic n-way needs scores (N, K), got {s.shape}")
+    c = _index(true_class, s.shape, "true classes")
+    better, tied, pool, same = _counts_vs_index(s, c, exclude_class)
+    out = nway_credit(better, tied, pool, n_way=n_way, top_k=top_k, mode=mode, trials=trials, rng=rng, ties_mode=ties)
+    out[same] = np.nan
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -335,6 +355,7 @@ def centroid_classification(
     trials: int = 500,
     rng: np.random.Generator | None = None,
     ties: str = "half",
+    exclude_index=None,
 ) -> dict[str, np.ndarray]:
     """Classify reconstructions against class centroids by Pearson correlation (paper 002).
 
@@ -342,21 +363,21 @@ def centroid_classification(
     (N,)``: row of each reconstruction's true category in ``centroids``. Returns per-image arrays:
     ``rank`` (1 = the true category correlates best; ties share the mean rank), ``top{k}`` for each
     k (among all K categories; chance k / K) and ``nway{n}_top1`` for each n (true category plus
-    n - 1 random others; chance 1 / n), plus ``scores (N, K)``.
+    n - 1 random others; chance 1 / n), plus ``scores (N, K)``. ``exclude_index (N,)``: a category
+    per row left out of the candidates (the shuffled control's own category: K - 1 candidates, so
+    rank chance K / 2 and top-k chance k / (K - 1)); rows where it is the true one are NaN.
     """
     scores = pearson_matrix(feats, centroids)
-    idx = np.asarray(true_index, dtype=np.int64)
-    if idx.shape != (scores.shape[0],) or (idx < 0).any() or (idx >= scores.shape[1]).any():
-        raise InputError(f"true category indices must be (N,) in [0, {scores.shape[1]})")
-    better, tied = _counts_vs_index(scores, idx)
-    k_all = scores.shape[1]
+    idx = _index(true_index, scores.shape, "true category indices")
+    better, tied, pool, same = _counts_vs_index(scores, idx, exclude_index)
     out: dict[str, np.ndarray] = {"scores": scores, "rank": 1.0 + better + tied / 2.0}
     for k in top_k:
-        out[f"top{k}"] = nway_credit(better, tied, k_all - 1, n_way="all", top_k=int(k), ties_mode=ties)
+        out[f"top{k}"] = nway_credit(better, tied, pool, n_way="all", top_k=int(k), ties_mode=ties)
     for n in n_way:
-        out[f"nway{n}_top1"] = nway_credit(
-            better, tied, k_all - 1, n_way=int(n), top_k=1, mode=mode, trials=trials, rng=rng, ties_mode=ties
-        )
+        kw = {"mode": mode, "trials": trials, "rng": rng, "ties_mode": ties}
+        out[f"nway{n}_top1"] = nway_credit(better, tied, pool, n_way=int(n), top_k=1, **kw)
+    for key in out.keys() - {"scores"}:
+        out[key][same] = np.nan
     return out
 
 

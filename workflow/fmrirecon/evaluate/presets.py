@@ -66,9 +66,12 @@ DEFAULT_PROTOCOLS: dict[str, dict] = {
                 **_NSD_SSIM_SPEC,
                 "resolution": 0,
                 "grey": False,
+                "ties": "strict",
                 "samples": "first",
                 "paper_setting": "SSIM of Wang et al. 2004 (K1 0.01, K2 0.03, L = dynamic range); "
-                "50 x 49 = 2450 comparisons; colour handling and resolution not stated",
+                "50 x 49 = 2450 comparisons, a comparison won only when the SSIM to the own image is "
+                "strictly greater (ties: strict; 'half' gives ties half credit); colour handling and "
+                "resolution not stated",
                 "choice": "RGB (mean of per-channel SSIM) at the images' native resolution, Gaussian "
                 "11x11 window with sigma 1.5 as in Wang et al. 2004, population covariance, data "
                 "range 1 on [0, 1] pixels; GOD stimuli and the paper's reconstructions are colour",
@@ -77,8 +80,8 @@ DEFAULT_PROTOCOLS: dict[str, dict] = {
     },
     "mindvis_nway": {
         "name": "mindvis_nway",
-        "description": "MinD-Vis / CAD: 50-way top-1 semantic accuracy (mean and max over samples) "
-        "and pair-wise identification by MSE, PCC, SSIM and PSM",
+        "description": "MinD-Vis / CAD: 50-way top-1 and top-5 semantic accuracy (mean and max over "
+        "samples) and pair-wise identification by MSE, PCC, SSIM and PSM",
         "paper": "001 Sun et al. NeurIPS 2023 (CAD), protocol of MinD-Vis eval_metrics.py",
         "metrics": [
             {
@@ -93,6 +96,20 @@ DEFAULT_PROTOCOLS: dict[str, dict] = {
                 "samples": "mean_and_max",
                 "paper_setting": "torchvision ViT-H/14 (DEFAULT weights) softmax; ground-truth class = "
                 "classifier argmax on the true image; n_way 50, top_k 1, num_trials 1000 (gen_eval)",
+                "substitution": _VIT_SUB,
+            },
+            {
+                "name": "semantic_nway_topk",
+                "key": "semantic_50way_top5",
+                "classifier": "efficientnet-lite0",
+                "n_way": 50,
+                "top_k": 5,
+                "trials": 1000,
+                "mode": "sampled",
+                "ties": "half",
+                "samples": "mean_and_max",
+                "paper_setting": "as top-1 with top_k 5 (MinD-Vis / paper 001 report 50-way top-5 beside "
+                "top-1): a hit when the ground-truth class is among the 5 most probable of the 50",
                 "substitution": _VIT_SUB,
             },
             {
@@ -191,7 +208,7 @@ DEFAULT_PROTOCOLS: dict[str, dict] = {
     "mindeye_offline": {
         "name": "mindeye_offline",
         "description": "MindEye low-/high-level metrics: PixCorr, SSIM (grey, 425 px), 2-way "
-        "all-pairs identification on deep features, feature correlation distance",
+        "all-pairs identification on deep features, EffNet and SwAV correlation distances",
         "paper": "MindEye 1/2 and Brain-Diffuser evaluation (NSD); networks without local weights "
         "are reported unavailable",
         "metrics": [
@@ -289,6 +306,18 @@ DEFAULT_PROTOCOLS: dict[str, dict] = {
                 "samples": "first",
                 "paper_setting": "EfficientNet-B1 avgpool (resize 255), mean scipy correlation distance",
                 "substitution": "EfficientNet-Lite0 pooled features replace EfficientNet-B1",
+            },
+            {
+                "name": "feature_correlation_distance",
+                "key": "swav_distance",
+                "network": "swav",
+                "layer": "embedding",
+                "samples": "first",
+                "paper_setting": "SwAV ResNet-50 (torch.hub facebookresearch/swav 'resnet50') avgpool, "
+                "resize 224, ImageNet normalisation, mean scipy correlation distance",
+                "weights": "swav_resnet50.torchscript.pt in weights_dir (TorchScript: normalised "
+                "(N, 3, 224, 224) -> avgpool features (N, 2048)); no SwAV weights ship offline (only "
+                "EfficientNet-Lite0's), so without that file the metric is reported unavailable",
             },
         ],
     },

@@ -5,12 +5,18 @@ metric's spec, the reconstruction sample ``s``, the truth-row permutation (ident
 derangement for the shuffled control), whether this is the control, and the metric's result key —
 and returns ``({suffix: (per_image, chance, higher_is_better, statistic)}, info)``; a suffix may
 map to a :class:`.NotApplicable` instead when only that sub-score cannot be computed.
+
+In the shuffled control the ranking metrics score reconstruction ``i`` against image ``perm[i]``
+(its class / category for the semantic metrics) and leave the reconstruction's *own* image (class,
+category centroid) out of the distractors; a partner image of the own class/category is replaced by
+a random image of another one (:func:`_partners`) — see :mod:`.protocols`. Pixel and feature
+metrics that are not rankings only swap the image.
 """
 
 from __future__ import annotations
 
 import zlib
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -30,6 +36,26 @@ def run_metric(ctx: Context, spec: dict, s: int, perm: np.ndarray, control: bool
 
 def _rng(ctx: Context, key: str, s: int, control: bool) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([ctx.seed, zlib.crc32(key.encode()), s, int(control)]))
+
+
+#: The control's note in the settings of a ranking metric.
+CONTROL_NOTE = "target: {target}; the reconstruction's own {own} is left out of the distractors"
+
+
+def _partners(ctx: Context, own: np.ndarray, perm: np.ndarray, what: str) -> tuple[np.ndarray, dict]:
+    """The control's partner image per row: ``perm[i]``, or — where image ``perm[i]`` has the own
+    class/category, which would be no null comparison — a random image of another one (seeded by
+    the evaluation's seed alone, so every sample and metric gets the same partners)."""
+    same = np.flatnonzero(own[perm] == own)
+    partner = perm.copy()
+    rng = np.random.default_rng(np.random.SeedSequence([ctx.seed, 0xC1A55]))
+    for i in same:
+        other = np.flatnonzero(own != own[i])
+        if other.size == 0:
+            raise NotApplicable(f"shuffled control: every image has the same {what}")
+        partner[i] = rng.choice(other)
+    return partner, {"control_rows_repaired": int(same.size),
+                     "control_repair": f"partner of the own {what} replaced by a random image of another {what}"}
 
 
 def _net_info(ctx: Context, network: str, info: dict) -> None:
@@ -146,19 +172,29 @@ def _identification(ctx: Context, spec: dict, s: int, perm: np.ndarray, control:
     if n_eff > n:
         raise NotApplicable(f"{n_way}-way identification needs at least {n_way} images, have {n}")
     sim, higher, info = _similarity(ctx, spec, s)
-    sim = sim[:, perm]
     mode = spec.get("mode", "exact")
     trials = int(spec.get("trials", 100))
+    run_way, target, exclude = n_way, None, None
+    if control:  # target: image perm[i]; the own image i is no distractor, so n_eff <= N - 1
+        if n < 3:
+            raise NotApplicable(f"the shuffled control of identification needs 3 images (target, own, other), have {n}")
+        target, exclude = perm, np.arange(n)
+        if n_way == "all" or n_eff > n - 1:
+            run_way, n_eff = "all", n - 1
+        info["control_n_way"] = n_eff
+        info["control"] = CONTROL_NOTE.format(target="image perm[i]", own="image")
     vals = M.identification_scores(
         sim if higher else -sim,
-        n_way=n_way,
+        n_way=run_way,
         mode=mode,
         trials=trials,
         rng=_rng(ctx, key, s, control),
         ties=spec.get("ties", "half"),
+        target=target,
+        exclude=exclude,
     )
     info.update(n_way=n_way, mode=mode, ties=spec.get("ties", "half"))
-    if mode == "sampled" and n_eff - 1 < n - 1:
+    if mode == "sampled" and n_eff - 1 < n - 1 - int(control):
         info["trials"] = trials
     return {"": (vals, 1.0 / n_eff, True, "mean")}, info
 
@@ -168,16 +204,22 @@ def _semantic_nway_topk(ctx: Context, spec: dict, s: int, perm: np.ndarray, cont
     res = int(spec.get("resolution") or 0) or None
     (lr,) = ctx.features("recon", s, network, ["logits"], res)
     (lt,) = ctx.features("truth", 0, network, ["logits"], res)
-    true_class = lt.argmax(dim=1).numpy()[perm]
+    own = lt.argmax(dim=1).numpy()
     probs = torch.softmax(lr.double(), dim=1).numpy()
     n_way, top_k = int(spec.get("n_way", 50)), int(spec.get("top_k", 1))
     mode, trials = spec.get("mode", "sampled"), int(spec.get("trials", 1000))
-    vals = M.semantic_nway_topk(
-        probs, true_class, n_way=n_way, top_k=top_k, mode=mode, trials=trials,
-        rng=_rng(ctx, key, s, control), ties=spec.get("ties", "half"),
-    )  # fmt: skip
     info = {"classifier": network, "n_way": n_way, "top_k": top_k, "mode": mode, "ties": spec.get("ties", "half"),
             "resolution": res or "native", "true_class": "classifier argmax on the ground-truth image"}  # fmt: skip
+    if control:
+        if n_way > probs.shape[1] - 1:
+            raise NotApplicable(f"the shuffled control of {n_way}-way needs {n_way} classes besides the own one")
+        note = CONTROL_NOTE.format(target="the class of image perm[i]", own="class (its image's label)")
+        perm, repaired = _partners(ctx, own, perm, "class")
+        info.update(repaired, control=note)
+    vals = M.semantic_nway_topk(
+        probs, own[perm], n_way=n_way, top_k=top_k, mode=mode, trials=trials,
+        rng=_rng(ctx, key, s, control), ties=spec.get("ties", "half"), exclude_class=own if control else None,
+    )  # fmt: skip
     if mode == "sampled":
         info["trials"] = trials
     _net_info(ctx, network, info)
@@ -196,28 +238,37 @@ def _centroid_classification(ctx: Context, spec: dict, s: int, perm: np.ndarray,
         (fg,) = ctx.features("gallery", 0, network, [layer], res)
         ctx.matrices[ckey] = M.class_centroids(fg, ctx.gallery["category"])
     cats, centroids = ctx.matrices[ckey]
-    true_cat = np.asarray(ctx.gallery["true_category"])[perm]
-    true_idx = np.searchsorted(cats, true_cat)
+    own = np.searchsorted(cats, np.asarray(ctx.gallery["true_category"]))
+    if control:
+        perm, repaired = _partners(ctx, own, perm, "category")
     k_all = len(cats)
+    k_eff = k_all - 1 if control else k_all  # the control leaves the own category out
+    besides = " besides the own one (shuffled control)" if control else ""
+    if k_eff < 2:
+        raise NotApplicable(f"class-centroid classification needs 2 gallery categories{besides}, have {k_eff}")
     n_ways = [int(v) for v in spec.get("n_way", [])]
-    usable = [v for v in n_ways if v <= k_all]
+    usable = [v for v in n_ways if v <= k_eff]
     top_k = [int(k) for k in spec.get("top_k", [1, 5])]
     mode, trials = spec.get("mode", "sampled"), int(spec.get("trials", 500))
     out = M.centroid_classification(
-        fr, centroids, true_idx, top_k=top_k, n_way=usable, mode=mode, trials=trials,
-        rng=_rng(ctx, key, s, control), ties=spec.get("ties", "half"),
+        fr, centroids, own[perm], top_k=top_k, n_way=usable, mode=mode, trials=trials,
+        rng=_rng(ctx, key, s, control), ties=spec.get("ties", "half"), exclude_index=own if control else None,
     )  # fmt: skip
-    res_d = {"_rank": (out["rank"], (k_all + 1) / 2.0, False, "median")}
+    res_d = {"_rank": (out["rank"], (k_eff + 1) / 2.0, False, "median")}
     for k in top_k:
-        res_d[f"_top{k}"] = (out[f"top{k}"], min(1.0, k / k_all), True, "mean")
+        res_d[f"_top{k}"] = (out[f"top{k}"], min(1.0, k / k_eff), True, "mean")
     for v in n_ways:
         if v in usable:
             res_d[f"_{v}way_top1"] = (out[f"nway{v}_top1"], 1.0 / v, True, "mean")
         else:
-            res_d[f"_{v}way_top1"] = NotApplicable(f"{v}-way classification needs {v} gallery categories, have {k_all}")
+            why = f"{v}-way classification needs {v} gallery categories{besides}, have {k_eff}"
+            res_d[f"_{v}way_top1"] = NotApplicable(why)
     info = {"network": network, "layer": layer, "resolution": res or "native", "n_categories": k_all,
-            "gallery_images": int(len(ctx.gallery["category"])), "similarity": "pearson to class centroid",
+            "gallery_images": len(ctx.gallery["category"]), "similarity": "pearson to class centroid",
             "mode": mode, "trials": trials, "ties": spec.get("ties", "half")}  # fmt: skip
+    if control:
+        note = CONTROL_NOTE.format(target="the category of image perm[i]", own="category centroid")
+        info.update(repaired, control=note, control_n_categories=k_eff)
     _net_info(ctx, network, info)
     return res_d, info
 

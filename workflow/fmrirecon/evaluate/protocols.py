@@ -15,7 +15,9 @@ Metric names and their settings (every setting is echoed into the result):
     Pearson r over pixels. ``resolution`` (0: native), ``grey`` (default False: RGB).
 ``pairwise_ssim_2way``
     Paper 000 (after Fang et al. 2020): SSIM to the own image against SSIM to each of the other
-    N - 1 images; per-image fraction won, mean = accuracy over N(N - 1) comparisons. SSIM settings.
+    N - 1 images; per-image fraction won, mean = accuracy over N(N - 1) comparisons. SSIM settings
+    and ``ties`` (``half``, the default, or ``strict``: won only when strictly greater, paper 000's
+    rule and the ``fang2020_pairwise_ssim`` preset's setting).
 ``identification``
     n-way identification from a similarity matrix. ``similarity``: ``ssim`` | ``pixcorr`` |
     ``mse`` | ``feature_corr`` | ``perceptual``; ``n_way``: int or ``"all"``; ``mode``:
@@ -31,7 +33,9 @@ Metric names and their settings (every setting is echoed into the result):
     ``<key>_top<k>``, ``<key>_<n>way_top1``.
 ``feature_correlation_distance``
     ``1 - r`` of deep features (MindEye EffNet/SwAV distance, paper 003 EfficientNet distance):
-    ``network``, ``layer``.
+    ``network``, ``layer``. ``network: swav`` (MindEye's SwAV ResNet-50) needs a TorchScript file in
+    ``weights_dir`` (see :mod:`.protocol_context`); no SwAV weights ship offline, so without it the
+    metric is listed under ``unavailable`` with the path looked for.
 ``perceptual_distance``
     LPIPS-style distance (paper 003 LPIPS): ``network``, ``layers``; calibrated with LPIPS's
     ``lin`` weights only for ``network: lpips-alex``.
@@ -41,9 +45,30 @@ samples per fMRI; ``mean_and_max`` adds ``<key>_max``, the sample with the best 
 "top-1-class (max)"). Free-text keys (``paper_setting``, ``substitution``, ``choice``) are copied
 into the settings so the report can show them.
 
-Each result carries a 95% bootstrap CI over images, the chance level, n and the settings; every
-evaluation also scores the same metrics with the images shuffled (a seeded derangement), which must
-sit at chance.
+Each result carries a 95% bootstrap CI over images, the chance level, n and the settings.
+
+Shuffled-id control. Every evaluation also scores the same metrics with the image ids shuffled by a
+seeded derangement ``perm``: reconstruction ``i`` is scored against image ``perm[i]`` as if it were
+its own. The ranking metrics leave the reconstruction's *own* candidate out of the distractors —
+its own image (``identification``, ``pairwise_ssim_2way``), its own class, i.e. the classifier's
+label of image ``i`` (``semantic_nway_topk``), or its own category's centroid
+(``centroid_classification``): otherwise a method that works ranks that own candidate first, it
+beats the control's target whenever drawn, and the control falls *below* chance the better the
+method is ("all"-way identification of a perfect method would score exactly 0). With the own
+candidate left out, the target is a random other image (class, category), so the control sits at
+chance whatever the method does (averaged over pairings, exactly chance for identification). Its
+chance levels are the control's own: n-way stays n-way (``1 / n``) while N - 1 images remain;
+``"all"`` and n > N - 1 become (N - 1)-way (``1 / (N - 1)``, recorded as ``control_n_way``); a
+centroid rank is out of K - 1 categories (chance K / 2), top-k chance is k / (K - 1); semantic
+n-way chance stays ``top_k / n_way``. When image ``perm[i]`` has the reconstruction's own class or
+category (two test images of one class) it would be no null comparison: that row's partner is
+replaced by a random image of another class, seeded (``control_rows_repaired`` in the settings),
+so every image keeps a row (n = N). What a control still shows above chance is a bias of the
+metric itself — e.g. the classes of test images may be likelier than random ImageNet classes for
+any natural-looking image, or the max over samples picks the luckiest sample. Pixel and feature
+scores that are not rankings (SSIM, PixCorr, distances) are simply scored against image
+``perm[i]``; their control value is their empirical chance level. Control metrics that cannot be
+computed (identification needs 3 images) are listed in the control block's ``unavailable``.
 
 Module layout: specs, result keys and input checks in :mod:`.protocol_spec`; the state shared by
 the metrics in :mod:`.protocol_context`; one function per metric kind, and the table from metric
@@ -157,6 +182,7 @@ def evaluate_protocol(
     controls: bool = True,
     device: str | None = None,
     n_boot: int = 2000,
+    truth_cache: dict | None = None,
 ) -> dict:
     """Score reconstructions with one protocol; JSON-serialisable result.
 
@@ -164,7 +190,8 @@ def evaluate_protocol(
     uint8 ``(N, H', W', 3)`` aligned with ``recon``; ``gallery`` (class-centroid metrics):
     ``{"images": uint8 (M, H, W, 3), "category": int (M,), "true_category": int (N,)}``;
     ``weights_dir``: where optional network weights are looked for (see
-    :mod:`fmrirecon.evaluate.features`). Deterministic for a given ``seed``.
+    :mod:`fmrirecon.evaluate.features`); ``truth_cache``: precomputed ground-truth features
+    (see :class:`.protocol_context.Context`). Deterministic for a given ``seed``.
 
     Returns ``{"protocol": {name, description, paper}, "n", "n_samples", "seed",
     "metrics": {key: {"value", "ci_low", "ci_high", "n", "statistic", "chance", "chance_method",
@@ -173,33 +200,75 @@ def evaluate_protocol(
     scored against the images permuted by a seeded derangement; metrics without an analytic chance
     level (SSIM, PixCorr, distances) take that control's value as their empirical chance level.
     """
-    check_protocol(protocol)
+    name = protocol.get("name", "")
+    return evaluate_protocols(
+        recon, truth, {name: protocol}, seed=seed, gallery=gallery, weights_dir=weights_dir, controls=controls,
+        device=device, n_boot=n_boot, truth_cache=truth_cache,
+    )[name]  # fmt: skip
+
+
+def evaluate_protocols(
+    recon: np.ndarray,
+    truth: np.ndarray,
+    protocols: dict[str, dict],
+    *,
+    seed: int,
+    gallery: dict | None = None,
+    weights_dir: str | None = None,
+    controls: bool = True,
+    device: str | None = None,
+    n_boot: int = 2000,
+    truth_cache: dict | None = None,
+) -> dict[str, dict]:
+    """:func:`evaluate_protocol` for several protocols at once: ``{name: result}``, each result
+    equal to scoring that protocol alone. One :class:`Context` serves them all, so prepared images,
+    network features (one pass per network and resolution for every layer any protocol needs) and
+    similarity matrices (keyed by their full settings) are computed once."""
+    for protocol in protocols.values():
+        check_protocol(protocol)
     recon5, truth = validate_inputs(recon, truth, gallery)
-    ctx = Context(recon5, truth, gallery, weights_dir, device, seed)
-    ctx.plan_features(protocol)
+    ctx = Context(recon5, truth, gallery, weights_dir, device, seed, truth_cache=truth_cache)
+    for protocol in protocols.values():
+        ctx.plan_features(protocol)
+    return {name: _score(ctx, protocol, controls, n_boot) for name, protocol in protocols.items()}
+
+
+def _score(ctx: Context, protocol: dict, controls: bool, n_boot: int) -> dict:
     ident = np.arange(ctx.n)
     out = _header(protocol, ctx)
     metrics, unavailable = _evaluate(ctx, protocol, ident, False, n_boot)
     if controls:
-        perm = derangement(ctx.n, seed)
-        cmetrics, _ = _evaluate(ctx, protocol, perm, True, n_boot)
+        perm = derangement(ctx.n, ctx.seed)
+        cmetrics, cunavailable = _evaluate(ctx, protocol, perm, True, n_boot)
         for k, r in metrics.items():
             if r["chance"] is None and k in cmetrics:
                 r["chance"] = cmetrics[k]["value"]
                 r["chance_method"] = "empirical: same metric with the images shuffled (control)"
-        out["controls"] = {"shuffled_truth": _control_block(cmetrics, perm, seed)}
+        out["controls"] = {"shuffled_truth": _control_block(cmetrics, cunavailable, perm, ctx.seed)}
     out["metrics"] = metrics
     out["unavailable"] = unavailable
     return out
 
 
-def _control_block(cmetrics: dict, perm: np.ndarray, seed: int) -> dict:
+#: What the shuffled control does, as the result (and the report) states it.
+CONTROL_DESCRIPTION = (
+    "reconstruction i scored against image perm[i] (a seeded derangement: no reconstruction keeps "
+    "its own image). Ranking metrics (identification, pairwise SSIM, semantic n-way, class-centroid) "
+    "leave the reconstruction's own image / own class / own category centroid out of the distractors, "
+    "so they sit at chance whether or not the method works; chance is the control's own ('all'-way "
+    "and n > N - 1 become (N - 1)-way, centroid ranks are out of K - 1 categories); where image "
+    "perm[i] has the own class/category, a random image of another one (seeded) is the partner. "
+    "Non-ranking scores (SSIM, PixCorr, distances) give the empirical chance level of the main metrics"
+)
+
+
+def _control_block(cmetrics: dict, cunavailable: list, perm: np.ndarray, seed: int) -> dict:
     return {
-        "description": "reconstructions scored against shuffled image ids (a seeded derangement: no "
-        "reconstruction keeps its own image); identification/classification must sit at chance",
+        "description": CONTROL_DESCRIPTION,
         "permutation_seed": seed,
         "permutation": [int(p) for p in perm],
         "metrics": cmetrics,
+        "unavailable": cunavailable,
     }
 
 
@@ -208,4 +277,5 @@ __all__ = [
     "METRIC_NAMES",
     "derangement",
     "evaluate_protocol",
+    "evaluate_protocols",
 ]

@@ -1,7 +1,8 @@
 """The evaluation stages of the DAG: score one reconstruction file, aggregate all of them.
 
-``evaluate_reconstructions`` writes one JSON per (dataset, subject, ROI, method, protocol) with,
-for each metric, value, 95% bootstrap CI, chance, n, settings and per-image scores, plus the
+``evaluate_reconstructions`` scores one reconstruction file with every protocol of its method
+(``metrics.json``); ``split_metrics`` then writes one JSON per (dataset, subject, ROI, method,
+protocol) with, for each metric, value, 95% bootstrap CI, chance, n, settings and per-image scores, plus the
 same protocol scored against permuted image ids (the shuffled control, which must sit at chance).
 ``aggregate_metrics`` merges them into ``results/metrics.csv`` and runs paired Wilcoxon tests
 between methods on the same images (``results/method_comparisons.csv``).
@@ -20,8 +21,9 @@ import numpy as np
 from ..data import prepared
 from ..data.atomic import atomic_path, write_json
 from ..errors import InputError
-from .protocols import evaluate_protocol
+from .protocols import evaluate_protocols
 from .stats import paired_wilcoxon
+from .truth_cache import load_truth_features
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +38,13 @@ def _gallery(stim) -> dict | None:
 
 
 def evaluate_reconstructions(
-    recon: str, images: str, protocol_name: str, protocol: dict, seed: int, evaluation: dict,
-    output: str, context: dict,
+    recon: str, images: str, protocols: dict[str, dict], seed: int, evaluation: dict,
+    output: str, context: dict, truth_features: str | None = None,
 ) -> None:  # fmt: skip
-    """Rule ``evaluate_reconstructions``."""
+    """Rule ``evaluate_reconstructions``: every protocol of the method in one process, sharing
+    prepared images, features and similarity matrices; the ground-truth features come from the
+    dataset's ``truth_features.h5`` where it has them. Writes ``{"context", "protocols": {name:
+    result}}``; rule ``split_metrics`` makes the per-protocol files."""
     rec = prepared.read_recon_file(recon)
     stim = prepared.read_images_file(images, splits=("train", "test", "gallery"))
     rows = rec["image_index"]
@@ -54,17 +59,22 @@ def evaluate_reconstructions(
     gallery = _gallery(stim)
     if gallery is not None:
         gallery["true_category"] = stim.test.category[rows]
-    spec = {"name": protocol_name, **protocol}
-    result = evaluate_protocol(
-        rec["images"], truth, spec, seed=seed, gallery=gallery,
-        weights_dir=evaluation.get("weights_dir"), n_boot=evaluation.get("bootstrap_samples", 1000),
-        controls=evaluation.get("shuffled_control", True),
+    cache = None
+    if truth_features:
+        n_gallery = len(stim.gallery) if stim.gallery is not None else 0
+        cache = {"features": load_truth_features(truth_features, stim.test.names, n_gallery), "rows": rows}
+    results = evaluate_protocols(
+        rec["images"], truth, {name: {"name": name, **spec} for name, spec in protocols.items()}, seed=seed,
+        gallery=gallery, weights_dir=evaluation.get("weights_dir"), n_boot=evaluation.get("bootstrap_samples", 1000),
+        controls=evaluation.get("shuffled_control", True), truth_cache=cache,
     )  # fmt: skip
-    result.update({"context": {**context, "protocol": protocol_name, "family": rec["attrs"].get("family", ""),
-                               # 1 when the method's training saw the test fMRI (never the test images)
-                               "transductive": int(rec["attrs"].get("transductive_test_fmri", 0))}})  # fmt: skip
-    write_json(output, result)
-    log.info("wrote %s (%d metrics)", output, len(result.get("metrics", {})))
+    write_json(output, {
+        "context": {**context, "family": rec["attrs"].get("family", ""),
+                    # 1 when the method's training saw the test fMRI (never the test images)
+                    "transductive": int(rec["attrs"].get("transductive_test_fmri", 0))},
+        "protocols": results,
+    })  # fmt: skip
+    log.info("wrote %s (%s)", output, ", ".join(f"{p}: {len(r.get('metrics', {}))} metrics" for p, r in results.items()))
 
 
 def _rows_of(result: dict) -> list[dict]:

@@ -67,7 +67,10 @@ def file_rois(dataset: dict, root: str, subject: str) -> tuple[str, set[str]] | 
         return str(table), {row[-1].strip() for row in rows}
     if not Path(files["subject"]).is_file():
         return None
-    keys = BDataFile.open(files["subject"]).keys
+    try:
+        keys = BDataFile.open(files["subject"]).keys
+    except InputError:  # a broken file is the job's to report (one line, no output)
+        return None
     names = {k[4:] for k in keys if k.startswith("ROI_")}
     return files["subject"], names | ({"V4"} if "hV4" in names else set())
 

@@ -1,0 +1,135 @@
+"""One evaluation job per reconstruction: every protocol in one process, ground-truth features from
+the dataset's cache; the results must equal scoring each protocol on its own, from scratch."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fmrirecon.data.prepared import read_images_file, write_images_file
+from fmrirecon.data.readers.base import ImageSplit, StimulusSet
+from fmrirecon.errors import InputError
+from fmrirecon.evaluate.presets import resolve_protocols
+from fmrirecon.evaluate.protocols import evaluate_protocol, evaluate_protocols
+from fmrirecon.evaluate.split import split_metrics
+from fmrirecon.evaluate.truth_cache import feature_plan, load_truth_features, spec_features, truth_features
+
+PRESETS = ("fang2020_pairwise_ssim", "mindvis_nway", "gaziv2022", "mindeye_offline", "report003")
+
+
+def _images(n: int, size: int, seed: int) -> np.ndarray:
+    gen = torch.Generator().manual_seed(seed)
+    img = F.interpolate(torch.rand(n, 3, 4, 4, generator=gen), size=(size, size), mode="bilinear")
+    img = img + 0.1 * torch.rand(n, 3, size, size, generator=gen)
+    return (img.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
+
+
+def _split(images: np.ndarray, prefix: str, category: np.ndarray) -> ImageSplit:
+    n = len(images)
+    return ImageSplit(images=images, names=np.array([f"{prefix}{i}" for i in range(n)]),
+                      stimulus_id=np.full(n, np.nan), category=category)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """images.h5 with 8 test images of 8 categories and a 16-image gallery, its truth features,
+    and reconstructions of test rows 1..7 (a method scored on a subset, as image_index allows)."""
+    tmp = tmp_path_factory.mktemp("evaljobs")
+    test = _images(8, 32, 1)
+    gallery = np.concatenate([_images(8, 32, 2), _images(8, 32, 3)])
+    stim = StimulusSet(
+        train=_split(_images(4, 32, 4), "tr", np.arange(4) + 50), test=_split(test, "te", np.arange(8) + 100),
+        gallery=_split(gallery, "ga", np.r_[np.arange(8), np.arange(8)] + 100),
+    )  # fmt: skip
+    images = tmp / "images.h5"
+    write_images_file(images, stim, {"source": "test"})
+    protocols = resolve_protocols(list(PRESETS), {})
+    cache_file = tmp / "truth_features.h5"
+    truth_features(str(images), feature_plan(protocols.values()), str(cache_file))
+    rows = np.arange(1, 8)
+    rng = np.random.default_rng(0)
+    recon = np.clip(test[rows].astype(int) + rng.integers(-40, 40, test[rows].shape), 0, 255).astype(np.uint8)
+    return {"tmp": tmp, "images": images, "cache": cache_file, "protocols": protocols, "rows": rows, "recon": recon}
+
+
+def _inputs(d):
+    stim = read_images_file(d["images"], splits=("train", "test", "gallery"))
+    gallery = {"images": stim.gallery.images, "category": stim.gallery.category,
+               "true_category": stim.test.category[d["rows"]]}  # fmt: skip
+    return stim, stim.test.images[d["rows"]], gallery
+
+
+def test_the_plan_names_the_shipped_networks_features_only(dataset):
+    plan = feature_plan(dataset["protocols"].values())
+    assert ["truth", "efficientnet-lite0", 0, "logits"] in plan  # MinD-Vis semantic n-way
+    assert any(p[0] == "gallery" for p in plan)  # paper 002's class centroids
+    assert all(p[1] == "efficientnet-lite0" for p in plan)  # nothing read from weights_dir
+
+
+def test_one_job_with_the_cache_equals_each_protocol_alone_from_scratch(dataset):
+    stim, truth, gallery = _inputs(dataset)
+    cache = {"features": load_truth_features(str(dataset["cache"]), stim.test.names, len(stim.gallery)),
+             "rows": dataset["rows"]}  # fmt: skip
+    together = evaluate_protocols(dataset["recon"], truth, dataset["protocols"], seed=3, gallery=gallery,
+                                  n_boot=50, truth_cache=cache)  # fmt: skip
+    assert set(together) == set(PRESETS)
+    for name, protocol in dataset["protocols"].items():
+        alone = evaluate_protocol(dataset["recon"], truth, protocol, seed=3, gallery=gallery, n_boot=50)
+        a, b = json.loads(json.dumps(alone)), json.loads(json.dumps(together[name]))
+        assert a["metrics"].keys() == b["metrics"].keys() and a["metrics"], name
+        for key in a["metrics"]:  # same features up to float rounding of a batch of 8 vs 7 images
+            np.testing.assert_allclose(np.array(b["metrics"][key]["per_image"], float),
+                                       np.array(a["metrics"][key]["per_image"], float), rtol=1e-5, atol=1e-6,
+                                       err_msg=f"{name}:{key}")  # fmt: skip
+        assert a["unavailable"] == b["unavailable"]
+
+
+def test_the_cache_is_used_not_recomputed(dataset, monkeypatch):
+    """With every truth/gallery feature cached, the network only ever sees reconstructions (for the
+    metrics that read cached features: semantic n-way, class centroids, feature correlation)."""
+    from fmrirecon.features import networks
+
+    stim, truth, gallery = _inputs(dataset)
+    cache = {"features": load_truth_features(str(dataset["cache"]), stim.test.names, len(stim.gallery)),
+             "rows": dataset["rows"]}  # fmt: skip
+    seen = []
+    original = networks.FeatureNet.features
+
+    def spy(self, images, layers, **kw):
+        seen.append(np.asarray(images))
+        return original(self, images, layers, **kw)
+
+    monkeypatch.setattr(networks.FeatureNet, "features", spy)
+    # the metrics that read cached features (perceptual maps are computed per job by design)
+    protocols = {k: {**p, "metrics": [m for m in p["metrics"] if spec_features(m) and m.get("network", "efficientnet-lite0")
+                                      == "efficientnet-lite0"]}
+                 for k, p in dataset["protocols"].items()}  # fmt: skip
+    protocols = {k: p for k, p in protocols.items() if p["metrics"]}
+    assert {"mindvis_nway", "gaziv2022", "mindeye_offline"} <= set(protocols)
+    evaluate_protocols(dataset["recon"], truth, protocols, seed=3, gallery=gallery, n_boot=20, truth_cache=cache)
+    assert seen and all(np.array_equal(x, dataset["recon"]) for x in seen), [x.shape for x in seen]
+    # and without the cache the same call does read the truth and the gallery (the spy can fail)
+    seen.clear()
+    evaluate_protocols(dataset["recon"], truth, protocols, seed=3, gallery=gallery, n_boot=20)
+    assert any(np.array_equal(x, truth) for x in seen) and any(len(x) == len(gallery["images"]) for x in seen)
+
+
+def test_a_cache_of_other_images_is_refused(dataset):
+    stim, _, _ = _inputs(dataset)
+    with pytest.raises(InputError, match="truth_features.h5: features of other images"):
+        load_truth_features(str(dataset["cache"]), stim.test.names[::-1], len(stim.gallery))
+
+
+def test_split_metrics_writes_one_protocols_file(dataset, tmp_path):
+    combined = tmp_path / "metrics.json"
+    combined.write_text(json.dumps({"context": {"method": "m"}, "protocols": {"p": {"metrics": {"x": {"value": 1}}}}}))
+    split_metrics(str(combined), "p", str(tmp_path / "metrics-p.json"))
+    assert json.loads((tmp_path / "metrics-p.json").read_text()) == {
+        "metrics": {"x": {"value": 1}}, "context": {"method": "m", "protocol": "p"}}
+    with pytest.raises(InputError, match="no result for protocol 'q'"):
+        split_metrics(str(combined), "q", str(tmp_path / "metrics-q.json"))
+    assert not (tmp_path / "metrics-q.json").exists()
