@@ -72,7 +72,7 @@ def test_the_plan_names_the_shipped_networks_features_only(dataset):
 
 def test_one_job_with_the_cache_equals_each_protocol_alone_from_scratch(dataset):
     stim, truth, gallery = _inputs(dataset)
-    cache = {"features": load_truth_features(str(dataset["cache"]), stim.test.names, len(stim.gallery)),
+    cache = {**load_truth_features(str(dataset["cache"]), stim.test.names, len(stim.gallery)),
              "rows": dataset["rows"]}  # fmt: skip
     together = evaluate_protocols(dataset["recon"], truth, dataset["protocols"], seed=3, gallery=gallery,
                                   n_boot=50, truth_cache=cache)  # fmt: skip
@@ -94,7 +94,7 @@ def test_the_cache_is_used_not_recomputed(dataset, monkeypatch):
     from fmrirecon.features import networks
 
     stim, truth, gallery = _inputs(dataset)
-    cache = {"features": load_truth_features(str(dataset["cache"]), stim.test.names, len(stim.gallery)),
+    cache = {**load_truth_features(str(dataset["cache"]), stim.test.names, len(stim.gallery)),
              "rows": dataset["rows"]}  # fmt: skip
     seen = []
     original = networks.FeatureNet.features
@@ -133,3 +133,34 @@ def test_split_metrics_writes_one_protocols_file(dataset, tmp_path):
     with pytest.raises(InputError, match="no result for protocol 'q'"):
         split_metrics(str(combined), "q", str(tmp_path / "metrics-q.json"))
     assert not (tmp_path / "metrics-q.json").exists()
+
+
+def test_simulated_data_semantic_metrics_use_the_datasets_own_classifier(tmp_path):
+    """The substitute classifier is trained on training + gallery images only; the oracle's semantic
+    top-1 then sits far above its shuffled control, and the settings name the substitution."""
+    from fmrirecon.evaluate.truth_cache import DATASET_CLASSIFIER, substitute_classifier
+
+    base = _images(8, 32, 21)  # one prototype per category; every image is a noisy exemplar of one
+    rng = np.random.default_rng(1)
+    jitter = [np.clip(base.astype(int) + rng.integers(-25, 25, base.shape), 0, 255).astype(np.uint8) for _ in range(4)]
+    test, cats = jitter[3], np.arange(8) + 100
+    stim = StimulusSet(train=_split(jitter[0], "tr", cats), test=_split(test, "te", cats),
+                       gallery=_split(np.concatenate(jitter[1:3]), "ga", np.r_[cats, cats]))  # fmt: skip
+    images = tmp_path / "images.h5"
+    write_images_file(images, stim, {"source": "test"})
+    protocols = {"sem": {"name": "sem", "metrics": [
+        {"name": "semantic_nway_topk", "key": "top1", "n_way": 5, "top_k": 1, "mode": "sampled", "trials": 200}]}}
+    plan = feature_plan(protocols.values())
+    truth_features(str(images), plan, str(tmp_path / "tf.h5"), dataset_classifier=True)
+    loaded = load_truth_features(str(tmp_path / "tf.h5"), stim.test.names, 16)
+    assert loaded["classifier"]["coef"].shape[0] == 8
+    cache = {**loaded, "rows": np.arange(8)}
+    subst = substitute_classifier(protocols)
+    res = evaluate_protocols(test, test, subst, seed=0, n_boot=100, truth_cache=cache)["sem"]
+    m, ctrl = res["metrics"]["top1"], res["controls"]["shuffled_truth"]["metrics"]["top1"]
+    assert m["settings"]["classifier"] == DATASET_CLASSIFIER and "never on test images" in m["settings"]["substitution"]
+    assert m["settings"]["distinct_true_classes"] == 8 and m["chance"] == pytest.approx(0.2)
+    assert m["value"] > 0.9 and m["value"] - ctrl["value"] > 0.3  # 8 rows: the control is noisy
+    # the same oracle with the ImageNet classifier: labels collapse, the score is not informative
+    plain = evaluate_protocols(test, test, protocols, seed=0, n_boot=100)["sem"]["metrics"]["top1"]
+    assert plain["settings"]["distinct_true_classes"] < 8

@@ -264,5 +264,24 @@ def test_paired_wilcoxon_equals_scipy():
     res = paired_wilcoxon(a, b)
     ref = st.wilcoxon(a, b)
     assert res["p_value"] == pytest.approx(ref.pvalue) and res["statistic"] == pytest.approx(ref.statistic)
-    assert paired_wilcoxon(a, a)["p_value"] == 1.0
+    assert paired_wilcoxon(a, a)["p_value"] == 1.0 and res["method"] == "exact"
     assert binomial_sd(0.5, 100) == pytest.approx(0.05)
+
+
+def test_paired_wilcoxon_with_ties_is_the_tie_corrected_normal_approximation():
+    """Per-image 2-way scores tie a lot; the test is then the normal approximation with tie
+    correction (R's wilcox.test), checked against the textbook formula."""
+    from scipy.stats import norm, rankdata
+
+    rng = np.random.default_rng(3)
+    a = rng.integers(0, 10, 30) / 9
+    b = rng.integers(0, 10, 30) / 9
+    res = paired_wilcoxon(a, b)
+    d = (a - b)[a != b]
+    r = rankdata(np.abs(d))
+    w_plus = r[d > 0].sum()
+    n = d.size
+    _, counts = np.unique(np.abs(d), return_counts=True)
+    sd = np.sqrt(n * (n + 1) * (2 * n + 1) / 24 - (counts**3 - counts).sum() / 48)
+    p = 2 * norm.sf(abs(w_plus - n * (n + 1) / 4) / sd)
+    assert res["method"] == "approx" and res["p_value"] == pytest.approx(p, rel=1e-9)

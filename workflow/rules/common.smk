@@ -160,6 +160,10 @@ def get_method_settings(wildcards):
     return METHOD_SETTINGS[wildcards.method]
 
 
+def is_simulated(wildcards):
+    return DATASETS[wildcards.dataset]["format"] == "simulated"
+
+
 def get_method_protocol_specs(wildcards):
     """{protocol name: spec} of every protocol the method is scored with."""
     return {p: PROTOCOL_SPECS[p] for p in method_protocols(wildcards.method)}

@@ -20,6 +20,8 @@ rule truth_features:
         runtime=get_runtime(30),
     params:
         plan=TRUTH_FEATURE_PLAN,
+        # simulated data: semantic metrics use the dataset's own classifier (a named substitution)
+        dataset_classifier=is_simulated,
     script:
         "../scripts/truth_features.py"
 

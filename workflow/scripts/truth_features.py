@@ -7,4 +7,11 @@ from fmrirecon.evaluate.truth_cache import truth_features  # noqa: E402
 from fmrirecon.runner import run_step  # noqa: E402
 
 smk = snakemake  # noqa: F821
-run_step(smk, truth_features, images=smk.input.images, plan=smk.params.plan, output=smk.output[0])
+run_step(
+    smk,
+    truth_features,
+    images=smk.input.images,
+    plan=smk.params.plan,
+    output=smk.output[0],
+    dataset_classifier=smk.params.dataset_classifier,
+)

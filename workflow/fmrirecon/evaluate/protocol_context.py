@@ -29,7 +29,7 @@ from ..features.networks import (
     resolve_weights_dir,
 )
 from .ssim import prepare_images
-from .truth_cache import spec_features
+from .truth_cache import DATASET_CLASSIFIER, DEFAULT_NETWORK, SUBSTITUTION, spec_features
 
 #: Evaluation-only networks: name → (file looked for in the weights directory, what it must be).
 EVAL_NETWORKS = {
@@ -62,6 +62,7 @@ class Context:
         self.matrices: dict = {}  # similarity matrices and class centroids, by metric settings
         self.notes: dict = {}
         self.wanted: dict = {}  # (network, resolution) -> layers the protocol needs (one pass each)
+        self.truth_cache = dict(truth_cache or {})
         for (side, network, res, layer), value in (truth_cache or {}).get("features", {}).items():
             value = value[truth_cache["rows"]] if side == "truth" else value
             self._feat[(side, 0, network, res, layer)] = torch.from_numpy(np.ascontiguousarray(value))
@@ -90,6 +91,8 @@ class Context:
 
     def net(self, name: str):
         """The loaded network, or NotApplicable with the reason it is unavailable."""
+        if name == DATASET_CLASSIFIER:
+            return self._dataset_classifier()
         if name in EVAL_NETWORKS:
             return _eval_network(name, self.weights_dir)
         try:
@@ -116,6 +119,27 @@ class Context:
             for k, v in got.items():
                 self._feat[base + (k,)] = v
         return [self._feat[base + (k,)] for k in layers]
+
+
+    def _dataset_classifier(self) -> FeatureNet:
+        """:data:`.truth_cache.DATASET_CLASSIFIER`: logits = pooled EfficientNet-Lite0 features x
+        the fitted weights (from the dataset's ``truth_features.h5``)."""
+        weights = self.truth_cache.get("classifier")
+        if weights is None:
+            raise NotApplicable(f"'{DATASET_CLASSIFIER}' needs the classifier of the dataset's truth_features.h5")
+        if "net" not in self.truth_cache:
+            base = load_network(DEFAULT_NETWORK, None)
+            coef, bias = torch.from_numpy(weights["coef"]), torch.from_numpy(weights["intercept"])
+
+            def forward(x: torch.Tensor, layers: tuple[str, ...]) -> dict[str, torch.Tensor]:
+                pooled = base.forward(x, ("pooled",))["pooled"]
+                return {k: pooled @ coef.T + bias for k in layers}
+
+            self.truth_cache["net"] = FeatureNet(
+                name=DATASET_CLASSIFIER, input_size=base.input_size, normalise=base.normalise, forward=forward,
+                module=base.module, source=f"{SUBSTITUTION} ({len(bias)} classes; {base.source})", layers=("logits",),
+            )  # fmt: skip
+        return self.truth_cache["net"]
 
 
 def _eval_network(name: str, weights_dir) -> FeatureNet:

@@ -208,8 +208,11 @@ def _semantic_nway_topk(ctx: Context, spec: dict, s: int, perm: np.ndarray, cont
     probs = torch.softmax(lr.double(), dim=1).numpy()
     n_way, top_k = int(spec.get("n_way", 50)), int(spec.get("top_k", 1))
     mode, trials = spec.get("mode", "sampled"), int(spec.get("trials", 1000))
+    if n_way > probs.shape[1]:
+        raise NotApplicable(f"{n_way}-way needs {n_way} classes; classifier '{network}' has {probs.shape[1]}")
     info = {"classifier": network, "n_way": n_way, "top_k": top_k, "mode": mode, "ties": spec.get("ties", "half"),
-            "resolution": res or "native", "true_class": "classifier argmax on the ground-truth image"}  # fmt: skip
+            "resolution": res or "native", "true_class": "classifier argmax on the ground-truth image",
+            "distinct_true_classes": int(len(np.unique(own)))}  # fmt: skip
     if control:
         if n_way > probs.shape[1] - 1:
             raise NotApplicable(f"the shuffled control of {n_way}-way needs {n_way} classes besides the own one")

@@ -244,10 +244,38 @@ def _score(ctx: Context, protocol: dict, controls: bool, n_boot: int) -> dict:
             if r["chance"] is None and k in cmetrics:
                 r["chance"] = cmetrics[k]["value"]
                 r["chance_method"] = "empirical: same metric with the images shuffled (control)"
+            elif k in cmetrics and r["settings"].get("metric") in CLASS_RANKING_METRICS:
+                _true_chance(r, cmetrics[k])
         out["controls"] = {"shuffled_truth": _control_block(cmetrics, cunavailable, perm, ctx.seed)}
     out["metrics"] = metrics
     out["unavailable"] = unavailable
     return out
+
+
+#: Metrics that rank classes or categories: their analytic chance assumes the candidates are
+#: exchangeable, which a classifier's or a gallery's bias can break (see :func:`_true_chance`).
+CLASS_RANKING_METRICS = ("semantic_nway_topk", "centroid_classification")
+
+
+def _true_chance(result: dict, control: dict) -> None:
+    """Class rankings (semantic n-way, class centroids): the analytic chance assumes the candidate
+    classes are exchangeable. When the ground-truth labels collapse to a few classes (ImageNet
+    labels of simple images), or the candidates mix test-like and other categories, a
+    reconstruction that merely looks like the test set is ranked away from k/n, and the shuffled
+    control shows it: where its CI excludes the analytic value, the control's value is the chance
+    reported (the empirical floor), the analytic one is kept beside it and the reason is said."""
+    analytic, lo, hi = result["chance"], control.get("ci_low"), control.get("ci_high")
+    if analytic is None or lo is None or hi is None or lo <= analytic <= hi:
+        return
+    distinct = result["settings"].get("distinct_true_classes")
+    why = (f"the ground-truth images take {distinct} distinct classifier labels" if distinct is not None
+           else "the candidate categories are not exchangeable for these reconstructions")  # fmt: skip
+    result["analytic_chance"] = analytic
+    result["chance"] = control["value"]
+    result["chance_method"] = (
+        f"empirical: the shuffled control {control['value']:.3f} [{lo:.3f}, {hi:.3f}] excludes the analytic "
+        f"{analytic:.3f}; {why}, so the analytic chance does not hold here"
+    )
 
 
 #: What the shuffled control does, as the result (and the report) states it.

@@ -23,7 +23,7 @@ from ..data.atomic import atomic_path, write_json
 from ..errors import InputError
 from .protocols import evaluate_protocols
 from .stats import paired_wilcoxon
-from .truth_cache import load_truth_features
+from .truth_cache import load_truth_features, substitute_classifier
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,9 @@ def evaluate_reconstructions(
     cache = None
     if truth_features:
         n_gallery = len(stim.gallery) if stim.gallery is not None else 0
-        cache = {"features": load_truth_features(truth_features, stim.test.names, n_gallery), "rows": rows}
+        cache = {**load_truth_features(truth_features, stim.test.names, n_gallery), "rows": rows}
+        if cache["classifier"] is not None:  # simulated data: the dataset's own semantic classifier
+            protocols = substitute_classifier(protocols)
     results = evaluate_protocols(
         rec["images"], truth, {name: {"name": name, **spec} for name, spec in protocols.items()}, seed=seed,
         gallery=gallery, weights_dir=evaluation.get("weights_dir"), n_boot=evaluation.get("bootstrap_samples", 1000),
