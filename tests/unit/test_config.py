@@ -167,3 +167,17 @@ def test_maps_are_replaced_records_merged():
                            "datasets": [{"name": "s", "format": "simulated", "subjects": ["7"], "rois": ["V1"]}]})  # fmt: skip
     assert cfg["simulation"]["subjects"] == {"7": {"noise_sd": 0.3}}
     assert cfg["simulation"]["voxels"]["V1"] == 5 and cfg["simulation"]["voxels"]["V2"] == 850
+
+
+def test_config_checker_cli_names_file_and_line(tmp_path, capsys):
+    """Snakemake reads --configfile before our code runs and names neither file nor line on a YAML
+    syntax error; `python -m fmrirecon.config FILE` does."""
+    from fmrirecon.config import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("seed: [1\nmethods: {}\n")
+    assert main([str(bad)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("fmrirecon ERROR config error in") and "bad.yaml: line 2, column 8" in err and "\n" not in err
+    assert main([str(REPO / "config" / "smoke.yaml"), str(REPO / "config" / "config.yaml")]) == 0
+    assert main([str(tmp_path / "missing.yaml")]) == 1 and "missing.yaml" in capsys.readouterr().err

@@ -326,3 +326,26 @@ def dataset_entry(config: dict, name: str) -> dict:
         if ds["name"] == name:
             return ds
     raise InputError(f"config error: no dataset named {name!r} in datasets")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m fmrirecon.config FILE...``: the one-line file:line message for a YAML syntax
+    error or a duplicated key in config files (Snakemake's own loader, which reads
+    ``--configfile`` before the Snakefile runs, names neither file nor line)."""
+    import sys
+
+    paths = sys.argv[1:] if argv is None else argv
+    if not paths:
+        print("usage: python -m fmrirecon.config CONFIG.yaml [...]", file=sys.stderr)
+        return 2
+    try:
+        check_config_files(paths)
+    except (InputError, OSError) as exc:
+        print(f"fmrirecon ERROR {exc}", file=sys.stderr)
+        return 1
+    print(f"{len(paths)} config file(s) parse: no syntax error, no duplicated key")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
