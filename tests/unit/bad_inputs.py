@@ -142,6 +142,8 @@ _config_case("unlabeled pool pattern without {subject}", "datasets[3].unlabeled_
                                              "rois": ["VC"], "unlabeled_fmri": "pool/{0}.h5"}))  # fmt: skip
 _config_case("npz twin with NIfTI ROIs", "datasets[0].roi_source",
              lambda c: c["datasets"][0].update(read_as="god_npz", roi_source="nifti"))
+_config_case("simulated dataset with an ROI it does not simulate", "datasets[0].rois: ['MT'] not simulated",
+             lambda c: c["datasets"][0].update(rois=["VC", "MT"]))
 _config_case("simulated subject without noise level", "simulated subject(s) ['9']",
              lambda c: c["datasets"][0].update(subjects=["9"]))
 

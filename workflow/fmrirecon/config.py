@@ -216,6 +216,16 @@ def _check_cross_references(config: dict) -> None:
         READERS[ds[key]].check(ds, f"datasets[{i}]")
         if ds["format"] != "simulated":
             _check_file_rois(ds, f"datasets[{i}]", READERS[ds[key]], config.get("rois", {}))
+        else:  # the simulator writes the format's roster and GOD's unions; config unions add to them
+            from .data.simulation.dataset import COMPOSITES
+
+            known = set(READERS[ds[key]].rois) | set(COMPOSITES) | set(config.get("rois", {}))
+            if ds.get("roi_source") == "nifti":  # the label volume has the atomic ROIs only
+                known = set(READERS[ds[key]].rois) | set(config.get("rois", {}))
+            unknown = [r for r in ds["rois"] if r not in known]
+            if unknown:
+                raise InputError(f"config error at datasets[{i}].rois: {unknown} not simulated (the simulated "
+                                 f"{ds[key]} files have {sorted(known)})")  # fmt: skip
     # names a method may be restricted to (it may run nowhere in a layered config, but a name that
     # is known nowhere is a typo that would drop the method silently)
     known_rois = {r for d in config["datasets"] for r in d["rois"]} | set(config.get("rois", {}))
