@@ -153,6 +153,37 @@ def test_fast_cpu_backends_match_eager_and_skimage(backend, case):
     assert np.abs(fast.numpy() - ref).max() < TOL
 
 
+@needs_cc
+@pytest.mark.parametrize("case", ["nsd_grey_gaussian", "rgb_skimage_defaults_uint8", "gaussian_wider_than_window"])
+@pytest.mark.parametrize("size", [19, 37])
+def test_native_kernel_block_edges_match_eager(case, size):
+    """The C kernel works in blocks of 8 rows and panels of 8 columns: cropped maps that are not
+    multiples of 8, tiles smaller than the matrix, 3 channels and 19 taps all give eager's values."""
+    s = ssim_settings(CASES[case])
+    truth = _structured(7, size, 11)
+    recon = _noisy(truth[[2, 0, 1, 4, 3]], 12)
+    x, y = prepare_images(recon, grey=s["grey"]), prepare_images(truth, grey=s["grey"])
+    eager = pairwise_ssim(x, y, s, backend="eager")
+    for tile in [(1, 1), (2, 3), (16, 16)]:
+        assert torch.allclose(pairwise_ssim(x, y, s, backend="native", chunk=tile), eager, atol=1e-6)
+
+
+@needs_cc
+def test_native_kernel_at_nsd_scale_matches_skimage():
+    """At 425 px (52 row blocks; float32 sums over at most 64 columns before a double add, float32
+    statistics) the C kernel stays within TOL of skimage's float64 and within 1e-6 of eager."""
+    s = ssim_settings(NSD_SSIM)
+    truth = _structured(3, 425, 13)
+    recon = _noisy(truth[[1, 0, 2]], 14)
+    x = prepare_images(recon, resolution=425, grey=True)
+    y = prepare_images(truth, resolution=425, grey=True)
+    native = pairwise_ssim(x, y, s, backend="native")
+    assert torch.allclose(native, pairwise_ssim(x, y, s, backend="eager"), atol=1e-6)
+    xs, ys = _reference_inputs(recon, s), _reference_inputs(truth, s)
+    ref = np.array([[_sk(a, b, s) for b in ys] for a in xs])
+    assert np.abs(native.numpy() - ref).max() < TOL
+
+
 def test_identical_images_score_one_and_taps_sum_to_one():
     img = _structured(2, 32, 7)
     assert np.allclose(_images_ssim(img, img, ssim_settings(NSD_SSIM, resolution=0)), 1.0, atol=1e-6)

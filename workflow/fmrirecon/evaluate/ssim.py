@@ -21,14 +21,16 @@ Shapes: images are float tensors ``(N, C, H, W)`` with C = 1 (grey) or 3 (RGB); 
 the mean over channels of each channel's cropped SSIM map, as skimage does with ``channel_axis``.
 
 The pairwise matrix (every reconstruction against every image, for 2-way identification) reuses
-per-image local means and variances (computed once, in torch); only the cross term
-``filter(x * y)`` and the SSIM formula are computed per pair. Three interchangeable backends do
-that (:mod:`.ssim_backends`): plain torch ops in blocks (any device; the GPU path), a fused
-``torch.compile`` kernel (CPU), and a small C kernel (``ssim_kernel.c``; CPU; tiles of pairs x
-bands of rows so the working set stays in cache, OpenMP over tiles) built with the system C
-compiler at first use and cached safely (:mod:`.ssim_native`). ``backend="auto"`` picks the C
-kernel on CPU for large jobs and falls back in that order if a backend cannot be built; all three
-agree with each other to ~1e-7.
+per-image local means and variances (computed once per image: in torch, or by the C kernel in the
+same order); only the cross term ``filter(x * y)`` and the SSIM formula are computed per pair.
+Three interchangeable backends do that (:mod:`.ssim_backends`): plain torch ops in blocks (any
+device; the GPU path), a fused ``torch.compile`` kernel (CPU), and a small C kernel
+(``ssim_kernel.c``; CPU; blocks of 8 rows: a register-blocked vertical pass on the products, an
+in-register transpose, an aligned symmetry-folded horizontal pass fused with the SSIM formula;
+tiles of pairs reused from cache, OpenMP over tiles) built with the system C compiler at first
+use and cached safely (:mod:`.ssim_native`). ``backend="auto"`` picks the C kernel on CPU for
+large jobs and falls back in that order if a backend cannot be built; all three agree with each
+other to ~1e-7.
 
 Module layout: settings, filtering and the SSIM formula in :mod:`.ssim_core`; the pairwise
 backends in :mod:`.ssim_backends`; the C kernel's build and cache in :mod:`.ssim_native`.
@@ -135,15 +137,17 @@ def pairwise_ssim(
 
     Entry ``[i, j]`` is ``SSIM(x[i], y[j])`` with x as skimage's ``im1``. Local means and variances
     are computed once per image; only ``filter(x_i * y_j)`` is computed per pair. ``chunk``: block
-    shape (eager: ``(rows of x, rows of y)``; compiled: ``chunk[1]`` images per call; native: tile
-    side ``max(chunk)``, default 8). Memory: the per-image statistics (input region, mean,
-    variance) in float32, about 2.1 MB per 425 px grey image — 4.2 GB for N = M = 982 on the
-    native/compiled paths (the eager path keeps only y's, plus ~256 MB of work space per block).
+    shape (eager: ``(rows of x, rows of y)``; compiled: ``chunk[1]`` images per call; native: the
+    tile of ``(reconstructions, images)`` a thread takes, default 16 x 16). Memory: the per-image
+    statistics (input region, mean, variance) in float32, about 2.1 MB per 425 px grey image —
+    4.2 GB for N = M = 982 on the native/compiled paths (the eager path keeps only y's, plus
+    ~256 MB of work space per block).
 
     ``backend``: ``"eager"`` (plain torch ops on the tensors' device — the GPU path),
-    ``"native"`` (CPU: a small C kernel, OpenMP over pairs, compiled with the system C compiler at
-    first use), ``"compiled"`` (CPU: the same fused computation through ``torch.compile``) or
-    ``"auto"`` (on CPU above ~2e7 pair-pixels: native, else compiled, else eager; eager otherwise).
+    ``"native"`` (CPU: a small C kernel, OpenMP over tiles of pairs, compiled with the system C
+    compiler at first use), ``"compiled"`` (CPU: the same fused computation through
+    ``torch.compile``) or ``"auto"`` (on CPU above ~2e7 pair-pixels: native, else compiled, else
+    eager; eager otherwise).
     ``info``, when given, receives ``{"backend": <the one used>}``.
     """
     check_pair(x, y, same_n=False)
@@ -163,8 +167,7 @@ def pairwise_ssim(
         for use in candidates:
             try:
                 if use == "native":
-                    t = chunk or (8, 8)
-                    out = B.pairwise_native(x, y, plan, tile=max(t))
+                    out = B.pairwise_native(x, y, plan, tile=tuple(chunk or B.NATIVE_TILE))
                 elif use == "compiled":
                     kernel = B.compiled_kernel(plan.taps, plan.C1, plan.C2, plan.cov_norm)
                     if kernel is None:

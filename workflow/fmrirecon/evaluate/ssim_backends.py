@@ -1,12 +1,14 @@
 """The three interchangeable pairwise-SSIM backends behind :func:`fmrirecon.evaluate.ssim.pairwise_ssim`.
 
-All take per-image local means and variances (computed once, in torch, by :class:`.ssim_core.Plan`)
-and compute only the cross term ``filter(x * y)`` and the SSIM formula per pair:
+All take per-image local means and variances, computed once per image (in torch by
+:class:`.ssim_core.Plan`; for the C kernel, in the same order by its ``ssim_pack``), and compute only
+the cross term ``filter(x * y)`` and the SSIM formula per pair:
 
 * :func:`pairwise_eager` — plain torch ops in blocks (any device; the GPU path);
 * :func:`pairwise_compiled` — a fused :func:`torch.compile` kernel (CPU);
-* :func:`pairwise_native` — the C kernel ``ssim_kernel.c`` (CPU; tiles of pairs x bands of rows,
-  OpenMP over tiles), built and loaded by :mod:`.ssim_native`.
+* :func:`pairwise_native` — the C kernel ``ssim_kernel.c`` (CPU; blocks of 8 rows, tiles of
+  pairs, OpenMP over tiles), built and loaded by :mod:`.ssim_native`, on inputs laid out by
+  :func:`pack_native`.
 
 Each returns the ``(N, M)`` float64 matrix; they agree with each other to ~1e-7.
 """
@@ -92,26 +94,67 @@ def compiled_kernel(taps: tuple[float, ...], C1: float, C2: float, cov_norm: flo
         return None
 
 
-def pairwise_native(x, y, plan: Plan, tile: int = 8, band: int = 64) -> torch.Tensor:
-    """The whole (N, M) matrix in one call of the C kernel (CPU, float32 statistics).
+#: Output rows per block of the C kernel (its ``RB``: one AVX vector of floats).
+NATIVE_ROWS = 8
+#: Default tile of the C kernel: (reconstructions, images) whose row blocks a thread reuses from cache.
+NATIVE_TILE = (16, 16)
 
-    InputError when the kernel cannot be built or loaded here (the caller falls back).
+
+def pack_native(img: torch.Tensor, plan: Plan, dll, chunk: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image inputs of the C kernel in its layout (see ``ssim_kernel.c``): ``(region, stats)``.
+
+    ``region`` ``(N, C, LR / 8, Hp, 8)``: the filter's input region, zero-padded to
+    ``Hp = ceil(Hc / 8) * 8 + K - 1`` rows and ``LR = ceil8(Wc) + ceil8(K - 1)`` columns, as panels
+    of 8 columns; ``stats`` ``(N, C, ceil(Hc / 8), Wc, 2, 8)``: for each block of 8 output rows and
+    each column, the local means of the 8 rows, then their (covariance-normalised) variances plus
+    ``C2 / 2``. Both are written by the kernel's ``ssim_pack`` (statistics in float32, in the order
+    of :func:`.ssim_core.filt`), ``chunk`` images at a time. About 12 bytes a pixel.
     """
-    dll = native_library(len(plan.taps))
+    rb, k = NATIVE_ROWS, len(plan.taps)
+    n, c = img.shape[:2]
+    hc, wc = img.shape[-2] - 2 * plan.crop, img.shape[-1] - 2 * plan.crop
+    nrb = -(-hc // rb)
+    hp, lr = nrb * rb + k - 1, -(-wc // rb) * rb + -(-(k - 1) // rb) * rb
+    region = torch.empty((n, c, lr // rb, hp, rb), dtype=torch.float32)
+    stats = torch.empty((n, c, nrb, wc, 2, rb), dtype=torch.float32)
+    taps = torch.tensor(plan.taps, dtype=torch.float32)
+    for s in range(0, n, chunk):
+        src = plan.region(img[s : s + chunk].to("cpu", torch.float32)).contiguous()
+        rc = dll.ssim_pack(
+            src.data_ptr(), src.shape[0] * c, hc, wc, hp, lr, taps.data_ptr(), plan.cov_norm, plan.C2,
+            max(1, torch.get_num_threads()), region[s].data_ptr(), stats[s].data_ptr(),
+        )  # fmt: skip
+        if rc != 0:
+            raise InputError(f"the native SSIM kernel refused its arguments (code {rc})")
+    return region, stats
+
+
+def pairwise_native(x, y, plan: Plan, tile: tuple[int, int] = NATIVE_TILE) -> torch.Tensor:
+    """The whole (N, M) matrix in one call of the C kernel (CPU, float32), after :func:`pack_native`.
+
+    ``tile``: (reconstructions, images) per tile; OpenMP threads (``torch.get_num_threads()``) take
+    whole tiles. InputError when the kernel cannot be built or loaded here, or the filter taps are
+    not symmetric (the caller falls back).
+    """
+    taps = tuple(plan.taps)
+    if taps != taps[::-1]:
+        raise InputError("the native SSIM kernel needs symmetric filter taps")
+    dll = native_library(len(taps))
     if dll is None:
         raise InputError("the native SSIM kernel could not be built here (see the log)")
-    xr = plan.region(x).float().contiguous()
-    ux, vx = (t.contiguous() for t in plan.stats(xr))
-    yr = plan.region(y).float().contiguous()
-    uy, vy = (t.contiguous() for t in plan.stats(yr))
+    xr, sx = pack_native(x, plan, dll)
+    yr, sy = pack_native(y, plan, dll)
     n, m, c = x.shape[0], y.shape[0], x.shape[1]
-    hc, wc = ux.shape[-2], ux.shape[-1]
-    taps = torch.tensor(plan.taps, dtype=torch.float32)
+    hc, wc = x.shape[-2] - 2 * plan.crop, x.shape[-1] - 2 * plan.crop
+    hp, lr = xr.shape[-2], xr.shape[-3] * NATIVE_ROWS
+    tp = torch.tensor(taps, dtype=torch.float32)
     out = torch.empty((n, m), dtype=torch.float64)
-    dll.ssim_matrix(
-        xr.data_ptr(), ux.data_ptr(), vx.data_ptr(), n,
-        yr.data_ptr(), uy.data_ptr(), vy.data_ptr(), m,
-        c, hc, wc, taps.data_ptr(),
-        plan.C1, plan.C2, plan.cov_norm, tile, band, max(1, torch.get_num_threads()), out.data_ptr(),
+    rc = dll.ssim_matrix(
+        xr.data_ptr(), sx.data_ptr(), n, yr.data_ptr(), sy.data_ptr(), m,
+        c, hc, wc, hp, lr, tp.data_ptr(),
+        plan.C1, plan.C2, plan.cov_norm, max(1, tile[0]), max(1, tile[1]),
+        max(1, torch.get_num_threads()), out.data_ptr(),
     )  # fmt: skip
+    if rc != 0:
+        raise InputError(f"the native SSIM kernel refused its arguments (code {rc})")
     return out

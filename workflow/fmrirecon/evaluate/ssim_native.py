@@ -44,6 +44,8 @@ from importlib import resources
 log = logging.getLogger(__name__)
 
 KERNEL_FILE = "ssim_kernel.c"
+#: The functions the kernel exports (see ``ssim_kernel.c``).
+ENTRY_POINTS = ("ssim_matrix", "ssim_pack")
 CACHE_ENV = "FMRIRECON_CACHE"
 #: Compiler flag sets, tried in order; the first that compiles and loads is used.
 FLAG_SETS = (("-O3", "-march=native", "-fopenmp"), ("-O3", "-fopenmp"), ("-O3",))
@@ -96,10 +98,13 @@ def load_library(taps: int, cc: str, root: str):
     finally:
         if dirfd is not None:
             os.close(dirfd)
-    fp, ip = ctypes.c_void_p, ctypes.c_int
-    dll.ssim_matrix.argtypes = [fp, fp, fp, ip, fp, fp, fp, ip, ip, ip, ip, fp,
-                                ctypes.c_float, ctypes.c_float, ctypes.c_float, ip, ip, ip, fp]  # fmt: skip
-    dll.ssim_matrix.restype = None
+    fp, ip, ff = ctypes.c_void_p, ctypes.c_int, ctypes.c_float
+    # ssim_matrix(X, SX, n, Y, SY, m, C, Hc, Wc, Hp, LR, taps, C1, C2, cov_norm, ti, tj, threads, out)
+    dll.ssim_matrix.argtypes = [fp, fp, ip, fp, fp, ip, ip, ip, ip, ip, ip, fp, ff, ff, ff, ip, ip, ip, fp]
+    dll.ssim_matrix.restype = ctypes.c_int
+    # ssim_pack(src, count, Hc, Wc, Hp, LR, taps, cov_norm, C2, threads, R, S)
+    dll.ssim_pack.argtypes = [fp, ip, ip, ip, ip, ip, fp, ff, ff, ip, fp, fp]
+    dll.ssim_pack.restype = ctypes.c_int
     return dll
 
 
@@ -236,7 +241,10 @@ def _load_cached(dirfd: int, root: str, key: str):
                     "not loading it, rebuilding", os.path.join(root, name))  # fmt: skip
         return None
     try:
-        return ctypes.CDLL(_path_in(dirfd, root, name))
+        dll = ctypes.CDLL(_path_in(dirfd, root, name))
+        if not all(hasattr(dll, entry) for entry in ENTRY_POINTS):
+            raise AttributeError(f"it lacks one of {ENTRY_POINTS}")
+        return dll
     except (OSError, AttributeError) as exc:
         log.warning("could not load the cached SSIM kernel %s (%s): rebuilding", os.path.join(root, name), exc)
         return None
@@ -308,8 +316,8 @@ def _build(src: bytes, taps: int, cc: str):
                 with open(built, "rb") as fh:
                     data = fh.read()
                 dll = ctypes.CDLL(built)
-                if not hasattr(dll, "ssim_matrix"):
-                    raise AttributeError("the built library has no ssim_matrix symbol")
+                if not all(hasattr(dll, name) for name in ENTRY_POINTS):
+                    raise AttributeError(f"the built library lacks one of {ENTRY_POINTS}")
             except (OSError, AttributeError) as exc:
                 log.warning("loading the native SSIM kernel built with %s failed: %s", " ".join(flags), exc)
                 continue
