@@ -128,14 +128,15 @@ def truth_features(images: str, plan: list[list], output: str, dataset_classifie
         f.attrs["n_gallery"] = len(stim.gallery) if stim.gallery is not None else 0
         for (side, network, res), layers in sorted(groups.items()):
             net = load_network(network, None)
-            got = net.features(sources[side].images, layers, resolution=res or None)
-            for layer, value in got.items():
-                f.create_dataset(_key(side, network, res, layer), data=value.numpy())
+            classify = classifier is not None and side == "truth" and "logits" in layers
+            extra = ["pooled"] if classify and "pooled" not in layers else []  # same pass as the rest
+            got = net.features(sources[side].images, layers + extra, resolution=res or None)
+            for layer in layers:
+                f.create_dataset(_key(side, network, res, layer), data=got[layer].numpy())
             f.attrs[f"source/{network}"] = net.source
             log.info("%s features of %d images at %s px: %s", network, len(sources[side].images), res or "native", layers)
-            if classifier is not None and side == "truth" and "logits" in layers:
-                pooled = net.features(sources[side].images, ["pooled"], resolution=res or None)["pooled"].numpy()
-                logits = pooled @ classifier["coef"].T + classifier["intercept"]
+            if classify:
+                logits = got["pooled"].numpy() @ classifier["coef"].T + classifier["intercept"]
                 f.create_dataset(_key(side, DATASET_CLASSIFIER, res, "logits"), data=logits.astype(np.float32))
                 hit = classifier["classes"][logits.argmax(1)] == sources[side].category
                 log.info("dataset classifier at %s px: %.3f of the test images get their own category "
