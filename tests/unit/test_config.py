@@ -36,7 +36,7 @@ def test_empty_config_gets_every_default():
     [
         (lambda c: c.update(sed=1), r"config error at <top level>: unknown key 'sed'"),
         (lambda c: c["datasets"][0].update(formt="x"), r"datasets\[0\]: unknown key 'formt'"),
-        (lambda c: c["datasets"][0].update(format="nsd"), r"datasets\[0\]\.format: 'nsd' is not one of"),
+        (lambda c: c["datasets"][0].update(format="bold6000"), r"datasets\[0\]\.format: 'bold6000' is not one of"),
         (lambda c: c.update(seed="zero"), r"seed: expected integer"),
         (lambda c: c["simulation"].update(test_repeats=0), r"simulation\.test_repeats"),
         (lambda c: c["datasets"][0].pop("rois"), r"datasets\[0\]: 'rois' is a required"),

@@ -54,11 +54,12 @@ def test_every_reader_declares_its_files_under_the_dataset_folder():
     for name, reader in READERS.items():
         assert reader.name == name and reader.rois and get_reader(name) is reader
         ds = {"images_npz": "images_256.npz", "unlabeled_fmri": "", "roi_source": "metadata", "options": {}}
-        assert all(p.startswith("root/") for p in reader.image_inputs(ds, "root"))
+        # a reader whose file list depends on the tree may name the dataset folder itself until it exists
+        assert all(p == "root" or p.startswith("root/") for p in reader.image_inputs(ds, "root"))
         files = reader.subject_inputs(ds, "root", "3")
         assert files["subject"].startswith("root/") and "3" in files["subject"]
-    with pytest.raises(InputError, match="unknown dataset format 'nsd'"):
-        get_reader("nsd")
+    with pytest.raises(InputError, match="unknown dataset format 'bold6000'"):
+        get_reader("bold6000")
 
 
 def test_family_defaults_match_the_config_schema_blocks():

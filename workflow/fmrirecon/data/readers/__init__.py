@@ -25,11 +25,13 @@ wildcards, rules and report are format-blind. User-fixable problems raise
 """
 
 from ...errors import InputError
-from . import god_bdata, god_npz
+from . import algonauts2023, god_bdata, god_npz, nsd
 from .base import IMAGERY, TEST, TRAIN, ImageSplit, Reader, StimulusSet, SubjectRecording
 
 #: Every dataset format by the name a config uses (``datasets[].format``).
-READERS: dict[str, Reader] = {r.name: r for r in (god_bdata.READER, god_npz.READER)}
+READERS: dict[str, Reader] = {
+    r.name: r for r in (god_bdata.READER, god_npz.READER, nsd.READER, algonauts2023.READER)
+}
 
 
 def get_reader(name: str) -> Reader:
