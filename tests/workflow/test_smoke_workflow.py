@@ -25,7 +25,9 @@ pytestmark = pytest.mark.workflow
 
 
 def snakemake(workdir: Path, *args: str, configfile: Path | None = None, check: bool = True):
-    cmd = [SNAKEMAKE, *args, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir), "--cores", "2"]
+    # as `make run` on 2 cores: one thread per job, two jobs at once
+    cmd = [SNAKEMAKE, *args, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir), "--cores", "2",
+           "--max-threads", "1"]  # fmt: skip
     if configfile is not None:
         cmd += ["--configfile", str(configfile)]  # last: --configfile takes several values
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=2400)

@@ -2,6 +2,8 @@
 # LDM, the fMRI-conditioned LDM and sampling. Stages shared between methods (the same slice of
 # their settings) are named by a short key of that slice ({key}; fmrirecon.methods.cad.settings),
 # so an ablation of phase 2 reuses phase 1, the image MAE, the first stage and the LDM.
+# Every rule here has priority 1: first stage -> label LDM -> fMRI LDM -> sampling is the longest
+# chain of the default DAG, so it starts first and the other jobs fill the second core.
 from fmrirecon.methods.cad.dag import CadDag
 
 CAD = CadDag(recon_units(), METHODS, METHOD_SETTINGS, config["seed"])
@@ -22,6 +24,7 @@ rule pretrain_fmri_mae:
         "results/benchmarks/pretrain_fmri_mae/{dataset}/sub-{subject}_roi-{roi}_{key}.tsv"
     wildcard_constraints:
         key="[0-9a-f]{12}",
+    priority: 1
     conda:
         "../../envs/fmrirecon.yaml"
     threads: 1
@@ -50,6 +53,7 @@ rule pretrain_image_mae:
         "results/benchmarks/pretrain_image_mae/{dataset}_{key}.tsv"
     wildcard_constraints:
         key="[0-9a-f]{12}",
+    priority: 1
     conda:
         "../../envs/fmrirecon.yaml"
     threads: 1
@@ -81,6 +85,7 @@ rule tune_cross_modal:
         "results/benchmarks/tune_cross_modal/{dataset}/sub-{subject}_roi-{roi}_{method}.tsv"
     wildcard_constraints:
         method=_alternatives(CAD.methods),
+    priority: 1
     conda:
         "../../envs/fmrirecon.yaml"
     threads: 1
@@ -109,6 +114,7 @@ rule train_autoencoder:
         "results/benchmarks/train_autoencoder/{dataset}_{key}.tsv"
     wildcard_constraints:
         key="[0-9a-f]{12}",
+    priority: 1
     conda:
         "../../envs/fmrirecon.yaml"
     threads: 1
@@ -138,6 +144,7 @@ rule pretrain_ldm:
         "results/benchmarks/pretrain_ldm/{dataset}_{key}.tsv"
     wildcard_constraints:
         key="[0-9a-f]{12}",
+    priority: 1
     conda:
         "../../envs/fmrirecon.yaml"
     threads: 1
@@ -169,6 +176,7 @@ rule train_ldm:
         "results/benchmarks/train_ldm/{dataset}/sub-{subject}_roi-{roi}_{method}.tsv"
     wildcard_constraints:
         method=_alternatives(CAD.methods),
+    priority: 1
     conda:
         "../../envs/fmrirecon.yaml"
     threads: 1
@@ -199,6 +207,7 @@ rule reconstruct_cad:
         "results/benchmarks/reconstruct_cad/{dataset}/sub-{subject}_roi-{roi}_{method}.tsv"
     wildcard_constraints:
         method=_alternatives(CAD.methods),
+    priority: 1
     conda:
         "../../envs/fmrirecon.yaml"
     threads: 1
