@@ -154,9 +154,12 @@ def _check_cross_references(config: dict) -> None:
     if duplicated:
         raise InputError(f"config error at datasets: duplicate dataset name(s) {duplicated}")
     sim = config["simulation"]
+    from .data.simulation import check_simulated, design_of, nsd_design, simulated_rois
     from .data.simulation.images import N_CATEGORY_KINDS
 
     n_cat = sim["n_train_categories"] + sim["n_test_categories"] + sim["n_extra_categories"]
+    if design_of(sim) == nsd_design.NAME:
+        n_cat = sim[design_of(sim)]["n_categories"]  # the design's own block
     if n_cat > N_CATEGORY_KINDS:
         raise InputError(
             f"config error at simulation: {n_cat} categories in total (train + test + extra), "
@@ -202,6 +205,7 @@ def _check_cross_references(config: dict) -> None:
                     f"config error at datasets[{i}].subjects: simulated subject(s) {missing} "
                     f"have no entry in simulation.subjects (defined: {sorted(sim_subjects)})"
                 )
+            check_simulated(ds, sim, f"datasets[{i}]")
         elif not ds.get("path"):
             raise InputError(
                 f"config error at datasets[{i}].path: format {ds['format']} needs the folder of the "
@@ -216,12 +220,8 @@ def _check_cross_references(config: dict) -> None:
         READERS[ds[key]].check(ds, f"datasets[{i}]")
         if ds["format"] != "simulated":
             _check_file_rois(ds, f"datasets[{i}]", READERS[ds[key]], config.get("rois", {}))
-        else:  # the simulator writes the format's roster and GOD's unions; config unions add to them
-            from .data.simulation.dataset import COMPOSITES
-
-            known = set(READERS[ds[key]].rois) | set(COMPOSITES) | set(config.get("rois", {}))
-            if ds.get("roi_source") == "nifti":  # the label volume has the atomic ROIs only
-                known = set(READERS[ds[key]].rois) | set(config.get("rois", {}))
+        else:  # what the simulator writes for this reader; config unions add to it
+            known = simulated_rois(ds, sim, READERS[ds[key]].rois) | set(config.get("rois", {}))
             unknown = [r for r in ds["rois"] if r not in known]
             if unknown:
                 raise InputError(f"config error at datasets[{i}].rois: {unknown} not simulated (the simulated "

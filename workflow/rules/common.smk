@@ -5,7 +5,7 @@ import re
 
 from fmrirecon.config import config_hash, resolve_methods
 from fmrirecon.data.readers import get_reader
-from fmrirecon.data.simulation import generated_dataset
+from fmrirecon.data.simulation import design_settings, generated_dataset
 from fmrirecon.evaluate.presets import resolve_protocols
 from fmrirecon.evaluate.truth_cache import feature_plan
 from fmrirecon.evaluate.split import split_metrics
@@ -13,6 +13,8 @@ from fmrirecon.methods import PLUGINS, get_family
 
 DATASETS = {d["name"]: d for d in config["datasets"]}
 SIMULATED = [n for n, d in DATASETS.items() if d["format"] == "simulated"]
+#: the `simulation:` block as the chosen design reads it (other designs' keys left out)
+SIMULATION = design_settings(config["simulation"])
 METHODS = config["methods"]
 #: Every method's merged settings (family block + overrides), built once at parse time.
 METHOD_SETTINGS = resolve_methods(config)
@@ -69,16 +71,19 @@ def get_image_inputs(wildcards):
 
 
 #: Dataset keys that shape the DAG, not how a reader reads images (kept out of prepare_images'
-#: params, so e.g. adding a subject does not rerun it).
+#: params, so e.g. adding a subject does not rerun it), except ``subjects`` for a reader whose
+#: stimulus set depends on them (``Reader.stimuli_need_subjects``).
 DAG_KEYS = ("name", "subjects", "rois", "methods", "normalization")
 
 
 def get_image_source(wildcards):
     reader, ds = reader_view(wildcards.dataset)
+    keep = ("subjects",) if reader.stimuli_need_subjects else ()
+    strip = [k for k in DAG_KEYS if k not in keep]
     return {
         "reader": reader.name,
         "root": raw_root(wildcards.dataset),
-        "dataset": {k: v for k, v in ds.items() if k not in DAG_KEYS},
+        "dataset": {k: v for k, v in ds.items() if k not in strip},
         "gallery_images": ds["gallery_images"],
         "truth": get_truth_file(wildcards),
     }
@@ -115,7 +120,7 @@ def get_data_hash(wildcards):
         for k, v in DATASETS[wildcards.dataset].items()
         if k not in ("subjects", "rois", "methods")
     }
-    sim = config["simulation"] if ds["format"] == "simulated" else None
+    sim = SIMULATION if ds["format"] == "simulated" else None
     return config_hash(ds, config["rois"], config["image_size"], config["seed"], sim)
 
 

@@ -42,11 +42,15 @@ def _attach_foreground(stimuli: StimulusSet, truth: Path, image_size: int) -> No
                 continue
             names = f[f"images/{split}/names"][()].astype(str)
             fg = f[f"images/{split}/foreground"][()]
+            category = f[f"images/{split}/category"][()] if f"images/{split}/category" in f else None
             if not np.array_equal(names, part.names):
                 if len(names) != len(part) or set(names) != set(part.names):
                     raise InputError(f"{truth}: foreground masks do not match the {split} image names")
-                order = {n: i for i, n in enumerate(names)}
-                fg = fg[[order[n] for n in part.names]]
+                order = [dict(zip(names, range(len(names))))[n] for n in part.names]
+                fg = fg[order]
+                category = None if category is None else category[order]
+            if category is not None and (np.asarray(part.category) < 0).all():
+                part.category = np.asarray(category, np.int64)  # a format without categories (NSD): the true ones
             if fg.shape[1] != image_size:  # simulated at another size: resize like the images
                 fg = np.stack([
                     np.asarray(Image.fromarray(m.astype(np.uint8) * 255).resize((image_size, image_size), Image.BILINEAR)) >= 128

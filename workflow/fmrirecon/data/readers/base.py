@@ -112,6 +112,9 @@ class Reader:
         file_rois: ``(dataset, root, subject) -> (file, {ROI names}) | None``: the ROIs one subject's
             files define, read cheaply (a header) so that a ROI no file has fails at parse time;
             None when the files are not there yet or the format cannot tell.
+        stimuli_need_subjects: True when ``read_stimuli`` depends on the entry's ``subjects`` (NSD:
+            the test set is the shared images every configured subject saw); rule
+            ``prepare_images`` then passes them (and reruns when they change), else it strips them.
     """
 
     name: str
@@ -123,3 +126,4 @@ class Reader:
     read_subject: Callable[[dict, StimulusSet], SubjectRecording]
     check: Callable[[dict, str], None] = lambda dataset, where: None
     file_rois: Callable[[dict, str, str], tuple[str, set[str]] | None] = lambda dataset, root, subject: None
+    stimuli_need_subjects: bool = False

@@ -669,8 +669,9 @@ def _split(images: np.ndarray, ids: np.ndarray) -> ImageSplit:
 
 def read_stimuli(dataset: dict, root: str, image_size: int) -> StimulusSet:
     """Test = shared images every configured subject saw in its sessions; train = the union of
-    their non-shared images (module docstring). Without ``subjects`` in ``dataset`` (rule
-    ``prepare_images`` strips them today), every subject with betas on disk counts."""
+    their non-shared images (module docstring). Rule ``prepare_images`` passes the configured
+    ``subjects`` (the reader sets ``stimuli_need_subjects``); without them (a direct call), every
+    subject with betas on disk counts."""
     opts = parse_options(dataset.get("options"))
     design = load_design(Path(root) / DESIGN)
     subjects = list(dataset.get("subjects") or [])
@@ -864,4 +865,5 @@ READER = Reader(
     read_subject=read_subject,
     check=check,
     file_rois=file_rois,
+    stimuli_need_subjects=True,
 )

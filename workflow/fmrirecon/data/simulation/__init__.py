@@ -1,15 +1,43 @@
-"""The embedded simulated GOD-like dataset.
+"""The embedded simulated datasets.
 
 ``images`` draws procedural object images with known foreground masks and categories, ``voxels``
-simulates a subject's voxel responses (retinotopic pRFs in V1–V4, semantic tuning in LOC/FFA/PPA),
-and ``dataset`` writes everything in GOD's published layouts (``simulate_dataset``).
+simulates a subject's voxel responses (retinotopic pRFs in V1–V4, semantic tuning in LOC/FFA/PPA).
+``simulation.design`` picks the experiment and the layout they are written in (rule
+``simulate_dataset``): ``god`` (default, :mod:`.dataset`) a GOD-like block design in GOD's
+layouts; ``nsd`` (:mod:`.nsd_design`) NSD's design (own images per subject, a shared test set)
+in NSD's AWS layout. The functions below are what the DAG and the config checks ask of a design.
 """
+
+from ...errors import InputError
+from ..readers import god_bdata, god_npz
+from . import nsd_design
+
+GOD = "god"
+#: design name -> the ``simulation:`` keys only that design reads
+_OWN_KEYS = {GOD: (), nsd_design.NAME: (nsd_design.NAME,)}  # its block is named like it
+
+
+def design_of(simulation: dict) -> str:
+    return simulation.get("design", GOD)
+
+
+def design_settings(simulation: dict) -> dict:
+    """The ``simulation:`` block as the chosen design sees it: without the other designs' keys,
+    and for the default design without ``design`` itself, so that adding a design changes no
+    existing provenance hash or rule parameter."""
+    design = design_of(simulation)
+    other = {k for d, keys in _OWN_KEYS.items() if d != design for k in keys}
+    drop = other | ({"design"} if design == GOD else set())
+    return {k: v for k, v in simulation.items() if k not in drop}
 
 
 def generated_dataset(dataset: dict, raw: str, simulation: dict) -> dict:
     """A simulated dataset's config entry as its reader sees it: the folder ``raw`` that rule
-    ``simulate_dataset`` writes holds GOD's published layouts (see :mod:`.dataset`), read through
-    ``read_as``, with the simulator's own unlabeled pool, unpaired images and gallery."""
+    ``simulate_dataset`` writes, read through ``read_as``. GOD design: GOD's published layouts
+    (see :mod:`.dataset`) with the simulator's own unlabeled pool, unpaired images and gallery;
+    NSD design: :func:`.nsd_design.reader_view`."""
+    if design_of(simulation) == nsd_design.NAME:
+        return nsd_design.reader_view(dataset, raw, simulation)
     return {
         **dataset,
         "format": dataset["read_as"],
@@ -19,3 +47,30 @@ def generated_dataset(dataset: dict, raw: str, simulation: dict) -> dict:
         "unpaired_images": dataset["unpaired_images"] or f"{raw}/images/unpaired",
         "gallery_images": dataset["gallery_images"] or f"{raw}/images/gallery",
     }
+
+
+def simulated_rois(dataset: dict, simulation: dict, roster: tuple[str, ...]) -> set[str]:
+    """The ROI names the generated files define for ``dataset`` (``roster``: its reader's)."""
+    if design_of(simulation) == nsd_design.NAME:
+        return nsd_design.roi_names()
+    from .dataset import COMPOSITES  # the simulator writes the roster and GOD's unions
+
+    if dataset.get("roi_source") == "nifti":  # the label volume has the atomic ROIs only
+        return set(roster)
+    return set(roster) | set(COMPOSITES)
+
+
+def check_simulated(dataset: dict, simulation: dict, where: str) -> None:
+    """InputError (one line) where a simulated dataset cannot be read as configured."""
+    design = design_of(simulation)
+    if design == nsd_design.NAME:
+        if dataset["read_as"] != nsd_design.NAME:
+            raise InputError(f"config error at {where}.read_as: simulation.design {design} writes the "
+                             f"{nsd_design.NAME} layout; set read_as: {nsd_design.NAME}")  # fmt: skip
+        problem = nsd_design.check(simulation, dataset, "simulation", where)
+        if problem:
+            raise InputError(problem)
+    elif dataset["read_as"] not in (god_bdata.READER.name, god_npz.READER.name):
+        hint = f"; set simulation.design: {nsd_design.NAME} for that layout" if dataset["read_as"] == nsd_design.NAME else ""
+        raise InputError(f"config error at {where}.read_as: simulation.design {design} writes GOD's layouts "
+                         f"({god_bdata.READER.name}, {god_npz.READER.name}){hint}")  # fmt: skip

@@ -31,6 +31,7 @@ from ...features.efficientnet import embed
 from ..atomic import atomic_path, save_npz_deterministic
 from ..bdata import BDataBuilder
 from . import images as sim_images
+from . import nsd_design
 from . import voxels as sim_voxels
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,10 @@ def _subject_key(subject: str) -> int:
 
 
 def simulate_dataset(cfg: dict, seed: int, subjects: list[str], outdir: str | Path) -> None:
-    """Generate images and fMRI for ``subjects`` from ``cfg`` (the ``simulation:`` block)."""
+    """Generate images and fMRI for ``subjects`` from ``cfg`` (the ``simulation:`` block); the NSD
+    design (``design: nsd``) is :func:`.nsd_design.simulate_nsd`."""
+    if cfg.get("design") == nsd_design.NAME:
+        return nsd_design.simulate_nsd(cfg, seed, subjects, outdir)
     torch.manual_seed(seed)
     n_tr, n_te, n_ex = cfg["n_train_categories"], cfg["n_test_categories"], cfg["n_extra_categories"]
     size = cfg["image_size"]

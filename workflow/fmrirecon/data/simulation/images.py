@@ -77,28 +77,9 @@ def _hsv_to_rgb(h: float, s: float, v: np.ndarray) -> np.ndarray:
     return np.stack(table[i], axis=-1)
 
 
-def draw_image(category: Category, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """One image of ``category``.
-
-    Returns:
-        image: (size, size, 3) uint8.
-        foreground: (size, size) bool, the true object mask.
-    """
-    rng = np.random.default_rng(seed)
-    coords = (np.arange(size) + 0.5) / size - 0.5
-    yy, xx = np.meshgrid(coords, coords, indexing="ij")
-
-    # background: a desaturated base colour with a low-contrast grating and smooth noise
-    bg_hue, bg_sat = rng.random(), rng.uniform(0.0, 0.35)
-    theta, freq, phase = rng.uniform(0, np.pi), rng.uniform(2, 7), rng.uniform(0, 2 * np.pi)
-    grating = np.sin(2 * np.pi * freq * (xx * np.cos(theta) + yy * np.sin(theta)) + phase)
-    noise = ndimage.zoom(rng.normal(size=(5, 5)), size / 5, order=1, mode="nearest")[:size, :size]
-    bg_val = np.clip(rng.uniform(0.3, 0.7) + 0.08 * grating + 0.06 * noise, 0, 1)
-    background = _hsv_to_rgb(bg_hue, bg_sat, bg_val)
-
-    # object: shape at a jittered position, scale and rotation
-    radius = rng.uniform(0.22, 0.34)
-    cx, cy = rng.uniform(-0.14, 0.14, size=2)
+def _object_layer(category: Category, xx, yy, size: int, rng, radius: float, cx: float, cy: float):
+    """One object of ``category`` at centre (cx, cy) and ``radius`` (fractions of the width):
+    (rgb (S, S, 3) in [0, 1], alpha (S, S))."""
     rot = rng.uniform(0, 2 * np.pi)
     u, v = (xx - cx) / radius, (yy - cy) / radius
     ur, vr = u * np.cos(rot) + v * np.sin(rot), -u * np.sin(rot) + v * np.cos(rot)
@@ -113,11 +94,116 @@ def draw_image(category: Category, size: int, seed: int) -> tuple[np.ndarray, np
     elif category.pattern == "dots":
         dots = np.cos(2 * np.pi * 2.5 * ur) * np.cos(2 * np.pi * 2.5 * vr) > 0.55
         value = value * np.where(dots, 0.45, 1.0)
-    obj = _hsv_to_rgb(hue, sat, value)
+    return _hsv_to_rgb(hue, sat, value), alpha
 
+
+def _background(size: int, rng):
+    """The textured background and the pixel-centre grid (xx, yy) in [-0.5, 0.5]."""
+    coords = (np.arange(size) + 0.5) / size - 0.5
+    yy, xx = np.meshgrid(coords, coords, indexing="ij")
+    # a desaturated base colour with a low-contrast grating and smooth noise
+    bg_hue, bg_sat = rng.random(), rng.uniform(0.0, 0.35)
+    theta, freq, phase = rng.uniform(0, np.pi), rng.uniform(2, 7), rng.uniform(0, 2 * np.pi)
+    grating = np.sin(2 * np.pi * freq * (xx * np.cos(theta) + yy * np.sin(theta)) + phase)
+    noise = ndimage.zoom(rng.normal(size=(5, 5)), size / 5, order=1, mode="nearest")[:size, :size]
+    bg_val = np.clip(rng.uniform(0.3, 0.7) + 0.08 * grating + 0.06 * noise, 0, 1)
+    return _hsv_to_rgb(bg_hue, bg_sat, bg_val), xx, yy
+
+
+def draw_image(category: Category, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """One image of ``category``.
+
+    Returns:
+        image: (size, size, 3) uint8.
+        foreground: (size, size) bool, the true object mask.
+    """
+    rng = np.random.default_rng(seed)
+    background, xx, yy = _background(size, rng)
+    # object: shape at a jittered position, scale and rotation
+    radius = rng.uniform(0.22, 0.34)
+    cx, cy = rng.uniform(-0.14, 0.14, size=2)
+    obj, alpha = _object_layer(category, xx, yy, size, rng, radius, cx, cy)
     rgb = alpha[..., None] * obj + (1 - alpha[..., None]) * background
     image = np.round(np.clip(rgb, 0, 1) * 255).astype(np.uint8)
     return image, alpha > 0.5
+
+
+#: colour names of the 8 hues (``Category.hue`` = i / 8), for captions
+HUE_NAMES = ("red", "orange", "yellow", "green", "cyan", "blue", "purple", "pink")
+PATTERN_WORDS = {"solid": "", "stripes": "striped", "dots": "dotted"}
+
+
+def describe(category: Category) -> str:
+    """``red striped star``: the words a caption uses for a category."""
+    words = (HUE_NAMES[int(category.hue * 8 + 0.5) % 8], PATTERN_WORDS[category.pattern], category.shape)
+    return " ".join(w for w in words if w)
+
+
+@dataclass(frozen=True)
+class Scene:
+    """A multi-object image: the main object first, then the smaller distractors behind it.
+
+    ``labels``: category index per object; ``boxes``: (n, 4) int pixel boxes ``x, y, w, h`` (COCO
+    order) of each object's visible pixels; ``captions``: template sentences."""
+
+    image: np.ndarray
+    foreground: np.ndarray
+    labels: tuple[int, ...]
+    boxes: np.ndarray
+    captions: tuple[str, ...]
+
+
+def _box(mask: np.ndarray) -> tuple[int, int, int, int]:
+    ys, xs = np.nonzero(mask)
+    if not len(xs):
+        return (0, 0, 0, 0)
+    return (int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1))
+
+
+def _relation(dx: float, dy: float) -> str:
+    """Where the main object is relative to a distractor at offset (dx, dy) from it (image y grows
+    down): a distractor below the main object makes the main object "above" it."""
+    if abs(dy) >= abs(dx):
+        return "above" if dy > 0 else "below"
+    return "to the left of" if dx > 0 else "to the right of"
+
+
+def draw_scene(categories: list[Category], labels: list[int], size: int, seed: int) -> Scene:
+    """A main object of ``categories[labels[0]]`` (as :func:`draw_image` draws it) with smaller
+    distractors ``labels[1:]`` placed around it, partly hidden behind it. Foreground = the main
+    object; boxes and captions ("a red striped star above a small blue disc") for every object."""
+    rng = np.random.default_rng(seed)
+    background, xx, yy = _background(size, rng)
+    radius = rng.uniform(0.22, 0.34)
+    cx, cy = rng.uniform(-0.14, 0.14, size=2)
+    main, main_alpha = _object_layer(categories[labels[0]], xx, yy, size, rng, radius, cx, cy)
+    rgb = background
+    placed = []
+    for label in labels[1:]:
+        r = rng.uniform(0.07, 0.12)
+        angle = rng.uniform(0, 2 * np.pi)
+        dist = radius + r * rng.uniform(0.3, 1.0)
+        dx = np.clip(cx + dist * np.cos(angle), -0.5 + r, 0.5 - r) - cx
+        dy = np.clip(cy + dist * np.sin(angle), -0.5 + r, 0.5 - r) - cy
+        obj, alpha = _object_layer(categories[label], xx, yy, size, rng, r, cx + dx, cy + dy)
+        rgb = alpha[..., None] * obj + (1 - alpha[..., None]) * rgb
+        placed.append((label, alpha, dx, dy))
+    rgb = main_alpha[..., None] * main + (1 - main_alpha[..., None]) * rgb
+    image = np.round(np.clip(rgb, 0, 1) * 255).astype(np.uint8)
+    fg = main_alpha > 0.5
+    boxes = [_box(fg)]
+    hidden = fg.copy()
+    for _, alpha, _, _ in reversed(placed):  # later distractors cover earlier ones
+        visible = (alpha > 0.5) & ~hidden
+        boxes.insert(1, _box(visible))
+        hidden |= alpha > 0.5
+    name = describe(categories[labels[0]])
+    parts = [f"{_relation(dx, dy)} a small {describe(categories[label])}" for label, _, dx, dy in placed]
+    captions = [f"a {name}"]
+    if parts:
+        captions = [f"a {name} " + " and ".join(parts), f"a {name} with {len(parts)} smaller shape{'s' * (len(parts) > 1)}"]
+    boxes = np.asarray(boxes, np.int64).reshape(-1, 4)
+    return Scene(image, fg, tuple(int(x) for x in labels), boxes, tuple(captions))
 
 
 def draw_images(categories: list[Category], labels: np.ndarray, size: int, seeds: np.ndarray):

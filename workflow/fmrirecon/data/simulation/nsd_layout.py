@@ -26,6 +26,7 @@ determine (RT, BUTTON, ...) are written empty (NaN); ``ISOLD`` follows from the 
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -58,6 +59,16 @@ def _stimpattern(n_sessions: int, lengths: list[int]) -> np.ndarray:
     for r, n in enumerate(lengths):
         pattern[:, r, :n] = 1
     return pattern
+
+
+def _savemat(path: Path, arrays: dict) -> None:
+    """``scipy.io.savemat`` (MATLAB 5) with a fixed header text: scipy stamps the creation time
+    there, and the same inputs should give the same bytes."""
+    buf = io.BytesIO()
+    scipy.io.savemat(buf, arrays, do_compression=True)
+    data = bytearray(buf.getvalue())
+    data[:116] = b"MATLAB 5.0 MAT-file, Platform: posix, Created by fmrirecon".ljust(116)
+    path.write_bytes(bytes(data))
 
 
 def _save_nifti(path: Path, data: np.ndarray, affine: np.ndarray) -> None:
@@ -203,7 +214,7 @@ def write_nsd_tree(
               "subjectim": subjectim.astype(np.float64), "sharedix": sharedix[None, :].astype(np.float64)}
     if stimpattern:
         design["stimpattern"] = _stimpattern(n_design_sessions, lengths).astype(np.float64)
-    scipy.io.savemat(expt / "nsd_expdesign.mat", design, do_compression=True)
+    _savemat(expt / "nsd_expdesign.mat", design)
 
     stim = root / "nsddata_stimuli/stimuli/nsd"
     stim.mkdir(parents=True, exist_ok=True)
