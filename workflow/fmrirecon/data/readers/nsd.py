@@ -67,14 +67,36 @@ from PIL import Image
 from ...errors import InputError
 from .base import TEST, TRAIN, ImageSplit, Reader, StimulusSet, SubjectRecording
 from .images import load_unpaired_folder, square_resize
+
 # DESIGN, ROIS, PRIMARY, load_design and _label_table are also read as nsd.<name> (tests, simulator)
 from .nsd_files import (  # noqa: F401
-    _CHUNK_BYTES, PRIMARY, Design, _label_table, _load_volume, betas_header, check_responses,
-    load_design, read_betas, roi_names, sanitize, session_layout,
+    _CHUNK_BYTES,
+    PRIMARY,
+    Design,
+    _label_table,
+    _load_volume,
+    betas_header,
+    check_responses,
+    load_design,
+    read_betas,
+    roi_names,
+    sanitize,
+    session_layout,
 )  # fmt: skip
-from .nsd_paths import (  # noqa: F401
-    BRICK, DESIGN, FORMATS, ROIS, _SESSION_FILE, _atlas_selection, _atlases_on_disk, _betas_dir,
-    _ctab, _roi_dir, parse_options, session_files, subject_number,
+from .nsd_paths import (
+    _SESSION_FILE,
+    BRICK,
+    DESIGN,
+    FORMATS,
+    ROIS,
+    _atlas_selection,
+    _atlases_on_disk,
+    _betas_dir,
+    _ctab,
+    _roi_dir,
+    parse_options,
+    session_files,
+    subject_number,
 )  # fmt: skip
 
 log = logging.getLogger(__name__)
