@@ -2,8 +2,8 @@
 
 Some published datasets ship metadata as pickles, e.g. the Algonauts 2023 ``mapping_<atlas>.npy``
 files: ``np.save`` of a ``dict`` (label int → ROI name), i.e. a ``.npy`` header for a 0-d object
-array followed by a pickle of that array. ``np.load(allow_pickle=True)`` would run whatever
-callables such a file names. :func:`load_pickled` reads it without that risk:
+array followed by a pickle of that array. Loading it with numpy's pickle support switched on
+would run whatever callables such a file names. :func:`load_pickled` reads it without that risk:
 
 1. every opcode is listed first (``pickletools.genops``, which executes nothing); only the opcodes
    that build ints, floats, strings, bytes, None/bools, tuples, lists and dicts are admitted, plus
