@@ -69,7 +69,6 @@ from .algonauts_files import (
     _listing,
     _load_fmri,
     _load_labels,
-    _open_png,
     _scan_images,
     list_images,
     read_labels_csv,
@@ -78,7 +77,7 @@ from .algonauts_files import (
     split_ids,
 )  # fmt: skip
 from .base import TEST, TRAIN, ImageSplit, Reader, StimulusSet, SubjectRecording
-from .images import load_unpaired_folder
+from .images import load_unpaired_folder, open_image
 
 log = logging.getLogger(__name__)
 
@@ -289,7 +288,7 @@ def read_stimuli(dataset: dict, root: str, image_size: int) -> StimulusSet:
     def load(ids: np.ndarray) -> np.ndarray:
         out = np.empty((len(ids), image_size, image_size, 3), dtype=np.uint8)
         for i, nsd in enumerate(ids.tolist()):
-            out[i] = _open_png(source[nsd], image_size)
+            out[i] = open_image(source[nsd], image_size)
         return out
 
     unpaired = dataset.get("unpaired_images")

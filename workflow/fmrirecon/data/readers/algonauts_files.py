@@ -14,11 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from ...errors import InputError
 from ..safe_pickle import load_pickled
-from .images import square_resize
 
 _IMAGE_NAME = re.compile(r"train-(\d+)_nsd-(\d+)\.png")
 _STEMS = (re.compile(r"(.*\d)[vd]"), re.compile(r"(.+?)-\d+"), re.compile(r"h(V\d+)"))
@@ -63,14 +61,6 @@ def _scan_images(folder) -> tuple[np.ndarray, list[str]]:
         names = [rows[r][1] for r in sorted(rows) if rows[r][0] == twice]
         raise InputError(f"{folder}: NSD id {twice} names more than one image ({', '.join(names)})")
     return ids, [rows[r][1] for r in range(1, len(rows) + 1)]
-
-
-def _open_png(path: Path, image_size: int) -> np.ndarray:
-    try:
-        with Image.open(path) as image:
-            return square_resize(image, image_size)
-    except (UnidentifiedImageError, OSError) as exc:
-        raise InputError(f"cannot read image {path}: {exc}") from exc
 
 
 def _rank(seed: int, nsd: int) -> bytes:

@@ -150,11 +150,12 @@ def load_image_folder(folder, names, image_size: int, *, ids=None,
             what = f"stimulus id {float(ids[i])!r} ({name})" if ids is not None else f"image {name!r}"
             raise InputError(f"{what} not found in {folder} (expected {name}.JPEG/.jpg/.png"
                              + (f"; listed in {list_file})" if list_file else ")"))
-        out[i] = _open_image(path, image_size)
+        out[i] = open_image(path, image_size)
     return out
 
 
-def _open_image(path: Path, image_size: int) -> np.ndarray:
+def open_image(path: Path, image_size: int) -> np.ndarray:
+    """One image file, centre-cropped and resized; InputError naming the file if it is unreadable."""
     try:
         with Image.open(path) as image:
             return square_resize(image, image_size)
@@ -178,7 +179,7 @@ def load_unpaired_folder(folder, image_size: int) -> ImageSplit:
                    if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
     if not files:
         raise InputError(f"unpaired image folder {folder} has no .JPEG/.jpg/.png files")
-    images = np.stack([_open_image(p, image_size) for p in files])
+    images = np.stack([open_image(p, image_size) for p in files])
     return _split(images, [p.stem for p in files], np.full(len(files), np.nan))
 
 
