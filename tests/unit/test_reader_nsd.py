@@ -8,6 +8,7 @@ trial → image from the stim-info CSV's ``subjectK_repR`` columns, betas from t
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import h5py
@@ -265,8 +266,9 @@ def test_test_split_rule(tree, stimuli):
     assert alone.train.stimulus_id.tolist() == [i - 1 for i in OWN[1]]
 
 
-@pytest.mark.parametrize("normalization", ["run", "none"])
-def test_mask_roi_zscores_per_session_and_averages_test_repeats(tree, tmp_path, monkeypatch, normalization):
+@pytest.mark.parametrize("normalization, train_trials", [("run", "single"), ("none", "single"), ("run", "average")])
+def test_mask_roi_zscores_per_session_and_averages_test_repeats(tree, tmp_path, monkeypatch, normalization,
+                                                                 train_trials):  # fmt: skip
     """Through the DAG's own steps; prepare_images gets no ``subjects`` (as the rule calls it)."""
     root, args = tree
     monkeypatch.setitem(READERS, "nsd", nsd.READER)
@@ -275,8 +277,8 @@ def test_mask_roi_zscores_per_session_and_averages_test_repeats(tree, tmp_path, 
     steps.prepare_images(image_source, SIZE, str(tmp_path / "images.h5"), "h")
     files = nsd.subject_inputs(ds, str(root), "1")
     out = tmp_path / "data.h5"
-    steps.mask_roi({"reader": "nsd", "files": files}, str(tmp_path / "images.h5"), "1", "V1", {}, normalization,
-                   "metadata", str(out), "nsd", "h")  # fmt: skip
+    source = {"reader": "nsd", "files": files, "options": {"train_trials": train_trials}}
+    steps.mask_roi(source, str(tmp_path / "images.h5"), "1", "V1", {}, normalization, "metadata", str(out), "nsd", "h")
     got = prepared.read_subject_file(out)
     # independent: betas / 300 at the V1 voxels, z-scored within each session over its kept trials
     truth = _csv_trials(root, 1)
@@ -294,22 +296,19 @@ def test_mask_roi_zscores_per_session_and_averages_test_repeats(tree, tmp_path, 
     np.testing.assert_allclose(got["test/fmri"], expected, atol=1e-5)
     assert got["test/image_index"].tolist() == list(range(5))
     assert len(got["test/fmri_trials"]) == np.isin(ids, test_ids).sum()  # single trials kept
-    assert got["train/run"].tolist() == session[~np.isin(ids + 1, SHARED)].tolist()
-    np.testing.assert_allclose(got["train/fmri"], x[~np.isin(ids + 1, SHARED)], atol=1e-5)
+    own = ~np.isin(ids + 1, SHARED)
+    if train_trials == "single":
+        assert got["train/run"].tolist() == session[own].tolist()
+        np.testing.assert_allclose(got["train/fmri"], x[own], atol=1e-5)
+    else:  # one row per training image (rows sorted by nsdId), the mean of its z-scored trials
+        train_ids = np.unique(ids[own])
+        assert got["train/image_index"].tolist() == list(range(len(train_ids)))
+        assert (got["train/run"] == 0).all() and len(train_ids) < own.sum()
+        np.testing.assert_allclose(got["train/fmri"], np.stack([x[own & (ids == i)].mean(0) for i in train_ids]), atol=1e-5)
     assert got.attrs["n_voxels"] == len(ijk) and got.attrs["normalization"] == normalization
-
-
-def test_training_repeats_averaged_on_request(tree, stimuli):
-    root, _ = tree
-    files = nsd.subject_inputs(_dataset(root), str(root), "2")
-    single = nsd.read_nsd_subject(files, stimuli)
-    avg = nsd.read_nsd_subject(files, stimuli, train_trials="average")
-    train = single.datatype == nsd.TRAIN
-    ids = np.unique(single.image_index[train])
-    assert avg.image_index[avg.datatype == nsd.TRAIN].tolist() == ids.tolist()
-    expected = np.stack([single.fmri[train & (single.image_index == i)].mean(0) for i in ids])
-    np.testing.assert_allclose(avg.fmri[avg.datatype == nsd.TRAIN], expected, rtol=1e-6)
-    np.testing.assert_array_equal(avg.fmri[avg.datatype == nsd.TEST], single.fmri[~train])
+    assert got.attrs["train_repeats"] == train_trials
+    info = json.loads(got.attrs["source_info"])  # the reader's short provenance, for the data card
+    assert info["sessions"] == [1, 2, 3] and info["train_trials"] == train_trials and "voxel_ijk" not in info
 
 
 # -- bad input: one line naming the file, nothing written -----------------------------------------
@@ -398,7 +397,6 @@ def test_responses_disagree_with_design(tree, tmp_path, stimuli):
     ({"betas_format": "mat"}, r"options\.betas_format: 'mat' is not one of auto, nifti, hdf5"),
     ({"beta_version": "../x"}, r"options\.beta_version"),
     ({"atlases": "nsdgeneral"}, r"options\.atlases: 'nsdgeneral' is not 'auto' or a list"),
-    ({"train_trials": "average"}, r"options\.train_trials: 'average' is not available yet"),
     ({"train_trials": "mean"}, r"options\.train_trials: 'mean' is not single or average"),
     ({"zscore": True}, r"options: unknown key\(s\) \['zscore'\]"),
 ])  # fmt: skip

@@ -92,7 +92,8 @@ def get_image_source(wildcards):
 def get_subject_source(wildcards):
     reader, ds = reader_view(wildcards.dataset)
     files = reader.subject_inputs(ds, raw_root(wildcards.dataset), wildcards.subject)
-    return {"reader": reader.name, "files": files, "truth": get_truth_file(wildcards)}
+    options = ds.get("options") or {}
+    return {"reader": reader.name, "files": files, "options": options, "truth": get_truth_file(wildcards)}
 
 
 def get_mask_inputs(wildcards):

@@ -89,25 +89,48 @@ def rois_from_nifti(label_volume: Path, labels_tsv: Path, voxel_xyz: np.ndarray)
     return {name.strip(): labels == int(idx) for idx, name in rows}
 
 
-def normalise(fmri: np.ndarray, run: np.ndarray, train: np.ndarray, mode: str) -> np.ndarray:
-    """Normalise samples × voxels.
+#: columns per float64 block when normalising (bounds the float64 temporaries to ~rows x 2048 x 8 B)
+_BLOCK = 2048
+
+
+def column_stats(x: np.ndarray, rows: np.ndarray, ddof: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Per-voxel mean and sd (float64) of ``x[rows]``, a block of columns at a time (the same sums
+    as over the whole float64 copy, without holding it)."""
+    mean, sd = np.empty(x.shape[1]), np.empty(x.shape[1])
+    for a in range(0, x.shape[1], _BLOCK):
+        blk = x[rows, a : a + _BLOCK].astype(np.float64)
+        mean[a : a + _BLOCK], sd[a : a + _BLOCK] = blk.mean(0), blk.std(0, ddof=ddof)
+    return mean, sd
+
+
+def normalise(fmri: np.ndarray, run: np.ndarray, train: np.ndarray, mode: str, out: np.ndarray | None = None) -> np.ndarray:
+    """Normalise samples × voxels (float64 arithmetic, float32 result).
 
     ``run``: z-score each voxel within each run (each run's own statistics; no labels involved).
     ``train``: z-score with the per-voxel mean and sd (ddof=1) of the ``train`` rows only.
     ``none``: return a float32 copy.
+    ``out``: a float32 array of ``fmri``'s shape to write into (may be ``fmri`` itself: in place);
+    only one run or one block of columns is ever held in float64.
     """
-    x = fmri.astype(np.float64, copy=True)
+    if mode not in ("run", "train", "none"):
+        raise InputError(f"normalization {mode!r} is not one of run, train, none")
+    if out is None:
+        out = np.empty(fmri.shape, np.float32)
     if mode == "run":
         for r in np.unique(run):
-            idx = run == r
-            sd = x[idx].std(0)
-            x[idx] = (x[idx] - x[idx].mean(0)) / np.where(sd > 0, sd, 1.0)
+            idx = np.flatnonzero(run == r)
+            x = fmri[idx].astype(np.float64)
+            sd = x.std(0)
+            out[idx] = ((x - x.mean(0)) / np.where(sd > 0, sd, 1.0)).astype(np.float32)
     elif mode == "train":
-        mu, sd = x[train].mean(0), x[train].std(0, ddof=1)
-        x = (x - mu) / np.where(sd > 0, sd, 1.0)
-    elif mode != "none":
-        raise InputError(f"normalization {mode!r} is not one of run, train, none")
-    return x.astype(np.float32)
+        mu, sd = column_stats(fmri, np.flatnonzero(train))
+        sd = np.where(sd > 0, sd, 1.0)
+        for a in range(0, fmri.shape[1], _BLOCK):
+            cols = slice(a, a + _BLOCK)
+            out[:, cols] = ((fmri[:, cols].astype(np.float64) - mu[cols]) / sd[cols]).astype(np.float32)
+    elif out is not fmri:
+        out[...] = fmri
+    return out
 
 
 def _average(fmri: np.ndarray, image_index: np.ndarray):
@@ -124,20 +147,27 @@ def prepare_subject(
     n_test_images: int,
     roi_flags: dict[str, np.ndarray] | None = None,
     roster: tuple[str, ...] = (),
+    consume: bool = False,
 ) -> PreparedSubject:
     """Select the ROI's voxels, check them, normalise, and split into train / test / imagery.
 
     ``roi_flags`` replaces the recording's own ROI columns (e.g. flags from a NIfTI volume).
     ``roster`` is the format's atomic ROIs (its reader's ``rois``): the prepared file records each
-    voxel's membership in those of them the recording has.
+    voxel's membership in those of them the recording has. ``consume``: drop ``recording.fmri``
+    once the ROI's columns are copied out (rule ``mask_roi``: the recording is not used again), so
+    that a large subject is held about twice (ROI samples + the split groups), not seven times.
+    With ``recording.train_repeats == "average"`` the training rows are averaged per image after
+    normalising (each trial z-scored with its own run's statistics first).
     """
     src = recording.source
     if roi_flags is not None:
         recording.rois = roi_flags
     mask = resolve_roi(recording, roi, composites)
-    x = recording.fmri[:, mask]
-    bad = ~np.isfinite(x)
-    if bad.any():
+    x = np.ascontiguousarray(recording.fmri[:, mask], np.float32)  # a copy: normalised in place below
+    if consume:
+        recording.fmri = None
+    if not np.isfinite(x).all():
+        bad = ~np.isfinite(x)
         rows, cols = np.nonzero(bad)
         raise InputError(
             f"{src}: {int(bad.sum())} NaN/Inf values in {len(np.unique(cols))} of the {x.shape[1]} "
@@ -158,15 +188,17 @@ def prepare_subject(
             f"{src}: {len(missing)} of the {n_test_images} test images have no test trials "
             f"(first: test image row {missing[0]}); trial and image counts disagree"
         )
-    raw_train = x[train].astype(np.float64)
+    train_mean, train_std = column_stats(x, np.flatnonzero(train))  # raw statistics, before normalising
     mode = "none" if recording.prenormalized else normalization
     if recording.prenormalized and normalization != "none":
         log.info("%s is already normalised by its provider; normalization=%s not applied", src, normalization)
-    z = normalise(x, run, train, mode)
+    z = normalise(x, run, train, mode, out=x)
 
-    groups: dict[str, dict[str, np.ndarray]] = {
-        "train": {"fmri": z[train], "image_index": idx[train].astype(np.int64), "run": run[train]},
-    }
+    if recording.train_repeats == "average":
+        avg, ids = _average(z[train], idx[train])
+        groups = {"train": {"fmri": avg, "image_index": ids.astype(np.int64), "run": np.zeros(len(ids), np.int64)}}
+    else:
+        groups = {"train": {"fmri": z[train], "image_index": idx[train].astype(np.int64), "run": run[train]}}
     for name, sel in (("test", test), ("imagery", imag)):
         if sel.any():
             avg, ids = _average(z[sel], idx[sel])
@@ -174,13 +206,14 @@ def prepare_subject(
                 "fmri": avg, "image_index": ids.astype(np.int64), "fmri_trials": z[sel],
                 "trial_image_index": idx[sel].astype(np.int64), "trial_run": run[sel],
             }  # fmt: skip
+    del x, z
     if recording.unlabeled is not None:
         u = recording.unlabeled[:, mask]
         if not np.isfinite(u).all():
             raise InputError(f"{src}: NaN/Inf values in the unlabeled fMRI of ROI {roi}")
         u_mode = "none" if recording.prenormalized else normalization
         if u_mode == "train":
-            u = (u - raw_train.mean(0)) / np.where(raw_train.std(0, ddof=1) > 0, raw_train.std(0, ddof=1), 1)
+            u = (u - train_mean) / np.where(train_std > 0, train_std, 1)
         elif u_mode == "run":
             u_run = recording.unlabeled_run
             u_run = np.zeros(len(u), int) if u_run is None else u_run
@@ -191,11 +224,11 @@ def prepare_subject(
         "source_index": np.flatnonzero(mask),  # VoxelData column of each voxel in the source
         "xyz": recording.voxel_xyz[mask].astype(np.float64),
         "roi_names": np.array(atomic, dtype="S"),
-        "roi_membership": np.array([np.asarray(recording.rois[r], bool)[mask] for r in atomic]).reshape(len(atomic), -1),
+        "roi_membership": np.array([np.asarray(recording.rois[r], bool)[mask] for r in atomic]).reshape(len(atomic), int(mask.sum())),
     }  # fmt: skip
     if recording.noise_ceiling is not None:
         voxels["noise_ceiling"] = np.asarray(recording.noise_ceiling)[mask].astype(np.float64)
     groups["voxels"] = voxels
-    groups["normalization"] = {"train_mean": raw_train.mean(0), "train_std": raw_train.std(0, ddof=1)}
-    attrs = {"roi": roi, "normalization": mode, "n_voxels": int(mask.sum())}
+    groups["normalization"] = {"train_mean": train_mean, "train_std": train_std}
+    attrs = {"roi": roi, "normalization": mode, "n_voxels": int(mask.sum()), "train_repeats": recording.train_repeats}
     return PreparedSubject(groups, attrs)

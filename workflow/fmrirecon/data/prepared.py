@@ -19,8 +19,9 @@
     /voxels/xyz (V, 3), /voxels/roi_names (R,), /voxels/roi_membership (R, V) bool,
     /voxels/noise_ceiling (V,) when known
     /normalization/train_mean, /normalization/train_std (V,) raw statistics of training samples
-    attrs: dataset, subject, roi, roi_source, normalization, n_voxels, source_file, source_sha256,
-           config_hash, fmrirecon_version
+    attrs: dataset, subject, roi, roi_source, normalization, n_voxels, train_repeats (single |
+           average), source_file, source_sha256, config_hash, fmrirecon_version, source_info (JSON:
+           the reader's short provenance, e.g. NSD's sessions and beta_version)
 
 ``image_index`` rows refer to ``/train`` (for train samples) or ``/test`` (test and imagery) of
 images.h5.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -70,6 +71,24 @@ def prepare_images(source: dict, image_size: int, output: str, config_hash: str)
     )  # fmt: skip
 
 
+def _scalar_info(attrs: dict, max_items: int = 200) -> dict:
+    """The reader's provenance that fits a JSON attribute: scalars and short lists of scalars
+    (sessions used, beta version, files read); arrays such as per-trial numbers are left out."""
+    plain = (str, int, float, bool)
+
+    def value(v):
+        if isinstance(v, np.ndarray) and (v.ndim > 1 or v.size > max_items):
+            return None
+        v = v.tolist() if isinstance(v, (np.generic, np.ndarray)) else v
+        if isinstance(v, plain):
+            return v
+        if isinstance(v, (list, tuple)) and len(v) <= max_items and all(isinstance(i, plain) for i in v):
+            return list(v)
+        return None
+
+    return {k: value(v) for k, v in attrs.items() if value(v) is not None}
+
+
 def mask_roi(
     source: dict,
     images: str,
@@ -84,8 +103,8 @@ def mask_roi(
 ) -> None:
     """Rule ``mask_roi``: one subject × ROI, normalised, test repeats averaged, with provenance.
 
-    ``source`` keys: ``reader`` (a format name), ``files`` (what the reader's ``subject_inputs``
-    named: ``subject``, optional ``unlabeled``, and ``roi_labels`` + ``roi_table`` — a NIfTI
+    ``source`` keys: ``reader`` (a format name), ``options`` (the entry's ``options:``, handed to
+    ``read_subject``), ``files`` (what the reader's ``subject_inputs`` named: ``subject``, optional ``unlabeled``, and ``roi_labels`` + ``roi_table`` — a NIfTI
     label volume and its TSV — for ``roi_source == "nifti"``), and ``truth`` (simulated data: the
     true per-voxel noise ceilings).
     """
@@ -93,7 +112,8 @@ def mask_roi(
     reader = get_reader(source["reader"])
     files = source["files"]
     subject_file = Path(files["subject"])
-    recording = reader.read_subject(files, stimuli)
+    recording = reader.read_subject(files, stimuli, source.get("options") or {})
+    info = _scalar_info(recording.attrs)
     if source.get("truth") and recording.noise_ceiling is None:
         with h5py.File(source["truth"], "r") as f:  # simulated data: the true noise ceiling
             recording.noise_ceiling = f[f"sub-{subject}/noise_ceiling"][()]
@@ -102,8 +122,9 @@ def mask_roi(
         flags = masking.rois_from_nifti(Path(files["roi_labels"]), Path(files["roi_table"]), recording.voxel_xyz)
     result = masking.prepare_subject(
         recording, roi, composites, normalization, n_test_images=len(stimuli.test), roi_flags=flags,
-        roster=reader.rois,
+        roster=reader.rois, consume=True,
     )
+    result.attrs["source_info"] = json.dumps(info, sort_keys=True)
     result.attrs.update(
         prepared.provenance(subject_file, config_hash, dataset=dataset, subject=subject, roi_source=roi_source)
     )

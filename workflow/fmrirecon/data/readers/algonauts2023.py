@@ -310,7 +310,7 @@ def _mappings(files: dict) -> dict[str, tuple[str, dict[int, str]]]:
     return out
 
 
-def read_subject(files: dict, stimuli: StimulusSet) -> SubjectRecording:
+def read_subject(files: dict, stimuli: StimulusSet, options: dict | None = None) -> SubjectRecording:
     """One subject's training fMRI (lh then rh columns), split by the images of ``stimuli``."""
     lh_path, rh_path, folder = Path(files["subject"]), Path(files["fmri_rh"]), Path(files["image_folder"])
     ids = list_images(folder)

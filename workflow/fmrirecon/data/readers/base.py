@@ -40,6 +40,9 @@ class SubjectRecording:
         noise_ceiling: optional (n_voxels,) float, per-voxel noise ceiling if the source has one.
         prenormalized: True when the source already normalised the data (the npz twin).
         attrs: free-form provenance (e.g. the BData keys that were read).
+        train_repeats: ``single`` (one training sample per trial) or ``average``: rule
+            ``mask_roi`` averages the training trials per image after normalising (NSD's
+            ``train_trials: average``, the Brain-Diffuser convention).
     """
 
     fmri: np.ndarray
@@ -54,6 +57,7 @@ class SubjectRecording:
     noise_ceiling: np.ndarray | None = None
     prenormalized: bool = False
     attrs: dict = field(default_factory=dict)
+    train_repeats: str = "single"
 
     @property
     def n_voxels(self) -> int:
@@ -106,7 +110,8 @@ class Reader:
         subject_inputs: ``(dataset, root, subject) -> {name: path}`` that rule ``mask_roi`` reads;
             ``subject`` is required, ``unlabeled``, ``roi_labels`` and ``roi_table`` are optional.
         read_stimuli: ``(dataset, root, image_size) -> StimulusSet`` (train/test/unpaired).
-        read_subject: ``(files, stimuli) -> SubjectRecording`` with ``files`` from ``subject_inputs``.
+        read_subject: ``(files, stimuli, options) -> SubjectRecording`` with ``files`` from
+            ``subject_inputs`` and ``options`` the entry's ``options:`` mapping (``{}`` when none).
         check: ``(dataset, where) -> None``; raises ``InputError`` for settings the format cannot
             honour (``where`` is the config path, e.g. ``datasets[1]``).
         file_rois: ``(dataset, root, subject) -> (file, {ROI names}) | None``: the ROIs one subject's
@@ -123,7 +128,7 @@ class Reader:
     image_inputs: Callable[[dict, str], list[str]]
     subject_inputs: Callable[[dict, str, str], dict[str, str]]
     read_stimuli: Callable[[dict, str, int], StimulusSet]
-    read_subject: Callable[[dict, StimulusSet], SubjectRecording]
+    read_subject: Callable[[dict, StimulusSet, dict | None], SubjectRecording]
     check: Callable[[dict, str], None] = lambda dataset, where: None
     file_rois: Callable[[dict, str, str], tuple[str, set[str]] | None] = lambda dataset, root, subject: None
     stimuli_need_subjects: bool = False

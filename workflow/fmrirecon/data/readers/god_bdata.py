@@ -40,7 +40,7 @@ def read_stimuli(dataset: dict, root: str, image_size: int) -> StimulusSet:
     return read_god_stimuli(Path(root), image_size, unpaired_folder=dataset.get("unpaired_images") or None)
 
 
-def read_subject(files: dict, stimuli: StimulusSet) -> SubjectRecording:
+def read_subject(files: dict, stimuli: StimulusSet, options: dict | None = None) -> SubjectRecording:
     return read_god_bdata(Path(files["subject"]), stimuli, unlabeled_file=files.get("unlabeled") or None)
 
 

@@ -40,7 +40,7 @@ def read_stimuli(dataset: dict, root: str, image_size: int) -> StimulusSet:
     return stimuli
 
 
-def read_subject(files: dict, stimuli: StimulusSet) -> SubjectRecording:
+def read_subject(files: dict, stimuli: StimulusSet, options: dict | None = None) -> SubjectRecording:
     return read_god_npz(Path(files["subject"]), stimuli)
 
 

@@ -49,8 +49,9 @@ also give their union (V1 = V1v ∪ V1d, V2, V3) and ``hV4`` is also ``V4`` (as 
 ``"1-37"``, or a list of numbers and ``"A-B"`` ranges; ``betas_format`` [auto: .nii.gz, else .hdf5,
 else .nii per session] or ``nifti`` / ``hdf5``; ``atlases`` [auto: those defining the dataset's
 ``rois`` names, every primary atlas on disk when a name is not an NSD name, e.g. a config union]
-or a list of ROI file stems; ``train_trials`` [single] or ``average`` (Brain-Diffuser), which needs
-rule ``mask_roi`` to pass options to ``read_subject`` and is refused until it does.
+or a list of ROI file stems; ``train_trials`` [single] or ``average`` (Brain-Diffuser: one training
+sample per image, the mean of its trials, each trial first normalised with its own session's
+statistics by rule ``mask_roi``).
 """
 
 from __future__ import annotations
@@ -141,9 +142,6 @@ def image_inputs(dataset: dict, root: str) -> list[str]:
 
 def check(dataset: dict, where: str) -> None:
     opts = parse_options(dataset.get("options"), f"{where}.options")
-    if opts["train_trials"] == "average":
-        raise InputError(f"config error at {where}.options.train_trials: 'average' is not available yet (rule "
-                         f"mask_roi does not pass options to the nsd reader); use single")  # fmt: skip
     if dataset.get("roi_source", "metadata") != "metadata":
         raise InputError(f"config error at {where}.roi_source: format nsd reads its own ROI volumes "
                          f"(nsddata/ppdata/subjAA/func1pt8mm/roi); use roi_source: metadata")  # fmt: skip
@@ -285,19 +283,6 @@ def _parse_files(files: dict) -> tuple[dict[int, Path], dict[str, Path], dict[st
     return dict(sorted(sessions.items())), atlases, ctabs
 
 
-def _average_train(fmri, datatype, image_index, run, trial):
-    """Training rows replaced by one row per image (mean of its trials, as stored); run 0."""
-    train = datatype == TRAIN
-    ids, inverse, counts = np.unique(image_index[train], return_inverse=True, return_counts=True)
-    sums = np.zeros((len(ids), fmri.shape[1]), np.float64)
-    np.add.at(sums, inverse, fmri[train])
-    avg = (sums / counts[:, None]).astype(np.float32)
-    keep = ~train
-    return (np.concatenate([avg, fmri[keep]]), np.r_[np.full(len(ids), TRAIN), datatype[keep]],
-            np.r_[ids, image_index[keep]], np.r_[np.zeros(len(ids), np.int64), run[keep]],
-            np.r_[np.full(len(ids), -1), trial[keep]])  # fmt: skip
-
-
 def _voxels(atlas_files: dict[str, Path], ctabs: dict[str, Path], grid) -> tuple[np.ndarray, np.ndarray, dict, dict]:
     """Voxels = union of label > 0 over the atlases, in volume order: (ijk (V, 3), xyz mm, ROI flags,
     provenance)."""
@@ -398,8 +383,6 @@ def read_nsd_subject(files: dict, stimuli: StimulusSet, train_trials: str = "sin
     noise_ceiling = None
     if files.get("ncsnr"):
         noise_ceiling = _noise_ceiling(Path(files["ncsnr"]), grid, ijk, image_index[datatype == TEST])
-    if train_trials == "average":
-        fmri, datatype, image_index, run, trial = _average_train(fmri, datatype, image_index, run, trial)
     attrs = {
         "format": "nsd", "subject": subj, "beta_version": folder.name, "sessions": list(layout),
         "betas_files": [str(p) for p in sessions.values()], "design": str(design.path),
@@ -408,11 +391,12 @@ def read_nsd_subject(files: dict, stimuli: StimulusSet, train_trials: str = "sin
         "trials_per_session_from": "stimpattern" if design.session_counts is not None else "betas files",
     }  # fmt: skip
     return SubjectRecording(fmri=fmri, datatype=datatype, run=run, image_index=image_index, voxel_xyz=xyz,
-                            rois=rois, source=folder, noise_ceiling=noise_ceiling, attrs=attrs)  # fmt: skip
+                            rois=rois, source=folder, noise_ceiling=noise_ceiling, attrs=attrs,
+                            train_repeats=train_trials)  # fmt: skip
 
 
-def read_subject(files: dict, stimuli: StimulusSet) -> SubjectRecording:
-    return read_nsd_subject(files, stimuli)
+def read_subject(files: dict, stimuli: StimulusSet, options: dict | None = None) -> SubjectRecording:
+    return read_nsd_subject(files, stimuli, train_trials=parse_options(options)["train_trials"])
 
 
 READER = Reader(
