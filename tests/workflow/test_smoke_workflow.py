@@ -50,11 +50,20 @@ def test_smoke_dag_produces_every_prepared_file(smoke_run):
         images = read_images_file(smoke_run / "results" / ds["name"] / "images.h5")
         assert images.train.images.dtype == np.uint8 and images.train.images.shape[1:] == (32, 32, 3)
         assert images.train.foreground is not None  # simulated truth travels with the images
+        # the report's data card: one row per subject × ROI, agreeing with the prepared files
+        with open(smoke_run / "results" / "report" / "data_cards" / f"{ds['name']}.csv", newline="") as fh:
+            card = {(r["subject"], r["roi"]): r for r in csv.DictReader(fh)}
+        assert sorted(card) == sorted((s, roi) for s in ds["subjects"] for roi in ds["rois"])
         for s in ds["subjects"]:
             for roi in ds["rois"]:
                 d = read_subject_file(smoke_run / "results" / ds["name"] / f"sub-{s}" / f"roi-{roi}" / "data.h5")
                 assert d["train/fmri"].shape[1] == d.attrs["n_voxels"] > 0
                 assert d.attrs["dataset"] == ds["name"] and d.attrs["roi"] == roi
+                row = card[(s, roi)]
+                assert (row["dataset"], row["format"]) == (ds["name"], ds.get("read_as", "god_bdata"))
+                assert int(row["n_voxels"]) == d.attrs["n_voxels"] and int(row["train_samples"]) == len(d["train/fmri"])
+                assert int(row["test_images"]) == len(images.test) and int(row["test_trials"]) == len(d["test/fmri_trials"])
+                assert int(row["images_train"]) == len(images.train) and int(row["test_repeats_min"]) >= 1
     # the reference reader opens the generated files
     bd = bdpy.BData(str(smoke_run / "results" / "simgod" / "raw" / "Subject1.h5"))
     assert bd.select("ROI_VC").shape[1] == 192
@@ -146,7 +155,7 @@ def test_report_renders_with_images_and_tables(smoke_run):
     html = (smoke_run / "report.html").read_text(errors="replace")
     assert len(html) > 100_000
     for name in ("metrics.csv", "method_comparisons.csv", "unavailable_metrics.csv", "metrics.png", "simgod_sub-1_roi-VC.png",
-                 "training_curves.png", "training_summary.csv", "method_groups.png"):  # fmt: skip
+                 "training_curves.png", "training_summary.csv", "method_groups.png", "simgod.csv", "simnii.csv"):  # fmt: skip
         assert name in html, name
     assert "data:image/png;base64" in html or "image/png" in html
 
@@ -161,7 +170,7 @@ def test_default_config_dry_run_lists_the_data_rules(tmp_path):
     out = proc.stdout + proc.stderr
     for rule in ("simulate_dataset", "prepare_images", "mask_roi", "reconstruct_baseline",
                  "truth_features", "evaluate_reconstructions", "split_metrics", "aggregate_metrics",
-                 "plot_reconstructions", "plot_metrics"):  # fmt: skip
+                 "plot_reconstructions", "plot_metrics", "data_card"):  # fmt: skip
         assert rule in out
 
 

@@ -282,6 +282,29 @@ def get_grid_inputs(wildcards):
     }
 
 
+def data_card_targets():
+    return [f"results/report/data_cards/{name}.csv" for name in DATASETS]
+
+
+def get_data_card_inputs(wildcards):
+    """images.h5 and every configured subject × ROI data.h5 of the dataset."""
+    ds = DATASETS[wildcards.dataset]
+    return {
+        "images": f"results/{wildcards.dataset}/images.h5",
+        "subjects": [
+            f"results/{wildcards.dataset}/sub-{s}/roi-{r}/data.h5"
+            for s in ds["subjects"]
+            for r in ds["rois"]
+        ],
+    }
+
+
+def get_data_card_format(wildcards):
+    """The reader that read the dataset: ``read_as`` for simulated data, else ``format``."""
+    ds = DATASETS[wildcards.dataset]
+    return ds["read_as"] if ds["format"] == "simulated" else ds["format"]
+
+
 def prepared_targets():
     return [
         f"results/{name}/sub-{s}/roi-{r}/data.h5"
@@ -326,6 +349,7 @@ def get_all_targets():
             "results/unavailable_metrics.csv",
         ]
         + grid_targets()
+        + data_card_targets()
         + ["results/report/metrics.png"]
         + ablation_targets()
         + sorted({p for paths in _hooked("targets") for p in paths})

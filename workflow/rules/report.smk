@@ -24,6 +24,28 @@ rule plot_reconstructions:
         "../scripts/plot_reconstructions.py"
 
 
+rule data_card:
+    input:
+        unpack(get_data_card_inputs),
+    output:
+        report(
+            "results/report/data_cards/{dataset}.csv",
+            caption="../report/data_card.rst",
+            category="Data",
+            labels={"dataset": "{dataset}", "table": "data card"},
+        ),
+    log:
+        "results/logs/data_card/{dataset}.log",
+    benchmark:
+        "results/benchmarks/data_card/{dataset}.tsv"
+    conda:
+        "../../envs/fmrirecon.yaml"
+    params:
+        format=get_data_card_format,
+    script:
+        "../scripts/data_card.py"
+
+
 rule plot_metrics:
     input:
         "results/metrics.csv",
