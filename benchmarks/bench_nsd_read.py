@@ -108,10 +108,11 @@ def run_stage(root: Path, stage: str, fmt: str, upto: int) -> dict:
     out = {"stage": stage, "read_s": time.perf_counter() - t0, "shape": list(rec.fmri.shape),
            "sessions": len(rec.attrs["sessions"]), "base_rss_mb": base}  # fmt: skip
     t1 = time.perf_counter()
-    if stage == "zscore":
-        masking.normalise(rec.fmri, rec.run, rec.datatype == 1, "run")
-    elif stage == "prepare":
-        masking.prepare_subject(rec, "nsdgeneral", {}, "run", n_test_images=len(stimuli.test), roster=nsd.ROIS)
+    if stage == "zscore":  # in place, as prepare_subject does
+        masking.normalise(rec.fmri, rec.run, rec.datatype == 1, "run", out=rec.fmri)
+    elif stage == "prepare":  # as rule mask_roi calls it (consume: the recording is dropped once masked)
+        masking.prepare_subject(rec, "nsdgeneral", {}, "run", n_test_images=len(stimuli.test), roster=nsd.ROIS,
+                                consume=True)  # fmt: skip
     out["after_read_s"] = time.perf_counter() - t1
     out["peak_rss_mb"] = rss_mb()
     return out

@@ -5,7 +5,11 @@ import re
 
 from fmrirecon.config import config_hash, resolve_methods
 from fmrirecon.data.readers import get_reader
-from fmrirecon.data.simulation import design_settings, generated_dataset
+from fmrirecon.data.simulation import (
+    design_settings,
+    generated_dataset,
+    truth_per_voxel,
+)
 from fmrirecon.evaluate.presets import resolve_protocols
 from fmrirecon.evaluate.truth_cache import feature_plan
 from fmrirecon.evaluate.split import split_metrics
@@ -13,6 +17,10 @@ from fmrirecon.methods import PLUGINS, get_family
 
 DATASETS = {d["name"]: d for d in config["datasets"]}
 SIMULATED = [n for n, d in DATASETS.items() if d["format"] == "simulated"]
+#: simulated datasets whose truth.h5 has per-voxel arrays in the reader's rows and voxels (oracle, ceilings)
+VOXEL_TRUTH = [
+    n for n in SIMULATED if truth_per_voxel(DATASETS[n], config["simulation"])
+]
 #: the `simulation:` block as the chosen design reads it (other designs' keys left out)
 SIMULATION = design_settings(config["simulation"])
 METHODS = config["methods"]
@@ -46,7 +54,8 @@ def raw_root(name):
 
 
 def reader_view(name):
-    """(reader, dataset entry as the reader reads it)."""
+    """(reader, dataset entry as the reader reads it; its ``path`` is the folder the reader reads,
+    e.g. ``raw/algonauts2023`` for the Algonauts twin of a simulated NSD)."""
     ds = DATASETS[name]
     if ds["format"] == "simulated":
         ds = generated_dataset(ds, raw_root(name), config["simulation"])
@@ -82,7 +91,7 @@ def get_image_source(wildcards):
     strip = [k for k in DAG_KEYS if k not in keep]
     return {
         "reader": reader.name,
-        "root": raw_root(wildcards.dataset),
+        "root": ds.get("path") or raw_root(wildcards.dataset),
         "dataset": {k: v for k, v in ds.items() if k not in strip},
         "gallery_images": ds["gallery_images"],
         "truth": get_truth_file(wildcards),
@@ -91,9 +100,12 @@ def get_image_source(wildcards):
 
 def get_subject_source(wildcards):
     reader, ds = reader_view(wildcards.dataset)
-    files = reader.subject_inputs(ds, raw_root(wildcards.dataset), wildcards.subject)
+    files = reader.subject_inputs(
+        ds, ds.get("path") or raw_root(wildcards.dataset), wildcards.subject
+    )
     options = ds.get("options") or {}
-    return {"reader": reader.name, "files": files, "options": options, "truth": get_truth_file(wildcards)}
+    truth = get_truth_file(wildcards) if wildcards.dataset in VOXEL_TRUTH else ""
+    return {"reader": reader.name, "files": files, "options": options, "truth": truth}
 
 
 def get_mask_inputs(wildcards):
@@ -131,7 +143,7 @@ def method_applies(method, dataset, roi, subject):
     spec = METHODS[method]
     if spec["subjects"] and subject not in spec["subjects"]:
         return False
-    if FAMILY[method].needs_truth and dataset not in SIMULATED:
+    if FAMILY[method].needs_truth and dataset not in VOXEL_TRUTH:
         return False
     if DATASETS[dataset]["methods"] and method not in DATASETS[dataset]["methods"]:
         return False

@@ -36,28 +36,64 @@ def load_stimuli(source: dict, image_size: int) -> StimulusSet:
 
 
 def _attach_foreground(stimuli: StimulusSet, truth: Path, image_size: int) -> None:
+    """Attach the simulation's true foreground (and categories, for a format without them) to
+    every split, row by row: by image name, else (a reader that splits differently or names
+    images its own way, e.g. the Algonauts twin of the simulated NSD) by stimulus id, from any of
+    the truth's splits."""
     with h5py.File(truth, "r") as f:
+        pool = {sp: f[f"images/{sp}"] for sp in ("train", "test", "unpaired") if f"images/{sp}" in f}
+        names = {sp: g["names"][()].astype(str) for sp, g in pool.items()}
+        ids = {sp: g["stimulus_id"][()] for sp, g in pool.items() if "stimulus_id" in g}
         for split in ("train", "test", "unpaired"):
             part = getattr(stimuli, split)
-            if part is None or f"images/{split}" not in f:
+            if part is None or not len(part):
                 continue
-            names = f[f"images/{split}/names"][()].astype(str)
-            fg = f[f"images/{split}/foreground"][()]
-            category = f[f"images/{split}/category"][()] if f"images/{split}/category" in f else None
-            if not np.array_equal(names, part.names):
-                if len(names) != len(part) or set(names) != set(part.names):
-                    raise InputError(f"{truth}: foreground masks do not match the {split} image names")
-                order = [dict(zip(names, range(len(names))))[n] for n in part.names]
-                fg = fg[order]
-                category = None if category is None else category[order]
-            if category is not None and (np.asarray(part.category) < 0).all():
-                part.category = np.asarray(category, np.int64)  # a format without categories (NSD): the true ones
+            if split in pool and np.array_equal(names[split], part.names):
+                where = [(split, np.arange(len(part)))]
+            else:
+                try:
+                    where = _truth_rows(truth, split, part, names, ids)
+                except InputError:
+                    if split in pool:
+                        raise
+                    continue  # images the simulation did not make (e.g. a user's unpaired folder)
+            fg = np.empty((len(part), *pool[where[0][0]]["foreground"].shape[1:]), bool)
+            category = np.full(len(part), -1, np.int64)
+            has_category = all("category" in pool[sp] for sp, _ in where)
+            for sp, rows in where:
+                sel = rows >= 0
+                fg[sel] = pool[sp]["foreground"][()][rows[sel]]
+                if has_category:
+                    category[sel] = pool[sp]["category"][()][rows[sel]]
+            if has_category and (np.asarray(part.category) < 0).all():
+                part.category = category  # a format without categories (NSD): the true ones
             if fg.shape[1] != image_size:  # simulated at another size: resize like the images
                 fg = np.stack([
                     np.asarray(Image.fromarray(m.astype(np.uint8) * 255).resize((image_size, image_size), Image.BILINEAR)) >= 128
                     for m in fg
                 ])  # fmt: skip
             part.foreground = fg
+
+
+def _truth_rows(truth: Path, split: str, part, names: dict, ids: dict) -> list[tuple[str, np.ndarray]]:
+    """[(truth split, row per image of ``part`` or -1)] covering every image once; InputError when
+    an image is in none of the truth's splits (by name, or by stimulus id where the truth has ids)."""
+    keys, pools = (part.names, names) if set(part.names) <= set().union(*map(set, names.values())) else (None, None)
+    if keys is None and ids and np.isfinite(np.asarray(part.stimulus_id, float)).all():
+        keys, pools = np.asarray(part.stimulus_id, float), ids
+        if not set(keys.tolist()) <= set().union(*(set(v.tolist()) for v in pools.values())):
+            keys = None
+    if keys is None:
+        raise InputError(f"{truth}: foreground masks do not match the {split} image names")
+    found = np.zeros(len(keys), bool)
+    out = []
+    for sp, values in pools.items():
+        index = {k: r for r, k in enumerate(np.asarray(values).tolist())}
+        rows = np.array([-1 if found[i] else index.get(k, -1) for i, k in enumerate(np.asarray(keys).tolist())], np.int64)
+        found |= rows >= 0
+        if (rows >= 0).any():
+            out.append((sp, rows))
+    return out
 
 
 def prepare_images(source: dict, image_size: int, output: str, config_hash: str) -> None:

@@ -49,10 +49,18 @@ def generated_dataset(dataset: dict, raw: str, simulation: dict) -> dict:
     }
 
 
+def truth_per_voxel(dataset: dict, simulation: dict) -> bool:
+    """Whether truth.h5's per-subject arrays line up with what the dataset's reader reads (rows =
+    its training / test images, columns = its voxels), which the oracle and the true noise
+    ceilings need. Not for the Algonauts twin: its columns are surface vertices, its split its own.
+    The image truth (foreground, categories) is matched by name or id and serves every reader."""
+    return not (design_of(simulation) == nsd_design.NAME and dataset["read_as"] == nsd_design.ALGONAUTS)
+
+
 def simulated_rois(dataset: dict, simulation: dict, roster: tuple[str, ...]) -> set[str]:
     """The ROI names the generated files define for ``dataset`` (``roster``: its reader's)."""
     if design_of(simulation) == nsd_design.NAME:
-        return nsd_design.roi_names()
+        return nsd_design.roi_names(dataset["read_as"])
     from .dataset import COMPOSITES  # the simulator writes the roster and GOD's unions
 
     if dataset.get("roi_source") == "nifti":  # the label volume has the atomic ROIs only
@@ -64,9 +72,10 @@ def check_simulated(dataset: dict, simulation: dict, where: str) -> None:
     """InputError (one line) where a simulated dataset cannot be read as configured."""
     design = design_of(simulation)
     if design == nsd_design.NAME:
-        if dataset["read_as"] != nsd_design.NAME:
+        if dataset["read_as"] not in (nsd_design.NAME, nsd_design.ALGONAUTS):
             raise InputError(f"config error at {where}.read_as: simulation.design {design} writes the "
-                             f"{nsd_design.NAME} layout; set read_as: {nsd_design.NAME}")  # fmt: skip
+                             f"{nsd_design.NAME} layout and its {nsd_design.ALGONAUTS} twin; set read_as: "
+                             f"{nsd_design.NAME} or {nsd_design.ALGONAUTS}")  # fmt: skip
         problem = nsd_design.check(simulation, dataset, "simulation", where)
         if problem:
             raise InputError(problem)

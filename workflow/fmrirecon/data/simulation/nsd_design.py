@@ -77,9 +77,17 @@ def tables() -> dict[str, dict[int, str]]:
     return {a: dict(enumerate(nsd_reader.PRIMARY[a], 1)) for a in ATLASES}
 
 
-def roi_names() -> set[str]:
-    """The config ROI names the nsd reader finds in the simulated tree."""
+def roi_names(read_as: str = NAME) -> set[str]:
+    """The config ROI names the ``read_as`` reader finds in the simulated tree."""
+    if read_as == ALGONAUTS:
+        return set(algonauts_reader.roi_definitions(algonauts_mappings()))
     return set(nsd_reader.roi_names(tables())[0])
+
+
+def algonauts_mappings() -> dict[str, dict[int, str]]:
+    """atlas -> {label: name} of the Algonauts twin's ``mapping_<atlas>.npy`` (no nsdgeneral: the
+    challenge publishes only the other atlases)."""
+    return {a: {0: "Unknown", **tables()[a]} for a in ATLASES if a != "nsdgeneral"}
 
 
 #: reader options the simulator sets itself (every session and atlas written, so truth.h5 matches)
@@ -88,8 +96,11 @@ FIXED_OPTIONS = ("sessions", "atlases", "betas_format")
 
 def check(cfg: dict, dataset: dict, where: str, where_dataset: str) -> str | None:
     """A one-line problem with ``simulation.nsd`` (at ``where``) or the simulated dataset entry, or None."""
+    if dataset["read_as"] == ALGONAUTS and not cfg[NAME]["write_algonauts"]:
+        return (f"config error at {where}.nsd.write_algonauts: {where_dataset} reads the Algonauts-2023 twin "
+                f"(read_as: {ALGONAUTS}), which write_algonauts: false does not write")  # fmt: skip
     fixed = [k for k in FIXED_OPTIONS if k in (dataset.get("options") or {})]
-    if fixed:
+    if fixed and dataset["read_as"] == NAME:
         return (f"config error at {where_dataset}.options: {fixed} are set by the simulator (every session and "
                 f"atlas it writes, so that the truth file matches the reader's rows and voxels)")  # fmt: skip
     subjects = dataset["subjects"]
@@ -112,8 +123,12 @@ def check(cfg: dict, dataset: dict, where: str, where_dataset: str) -> str | Non
 
 
 def reader_view(dataset: dict, raw: str, simulation: dict) -> dict:
-    """The dataset entry as the nsd reader reads the generated tree: every session and atlas
-    written (so that voxels and rows match truth.h5), the dataset's own options on top."""
+    """The dataset entry as its reader reads the generated tree. ``read_as: nsd``: every session
+    and atlas written (so that voxels and rows match truth.h5), the dataset's own options on top.
+    ``read_as: algonauts2023``: the challenge twin under ``raw/algonauts2023`` with the entry's own
+    options (split group: every simulated subject, so the test set is the shared images)."""
+    if dataset["read_as"] == ALGONAUTS:
+        return {**dataset, "format": ALGONAUTS, "path": f"{raw}/{ALGONAUTS}", "unlabeled_fmri": ""}
     c = simulation[NAME]
     options = {"sessions": f"1-{c['sessions']}", "atlases": list(ATLASES), "betas_format": "nifti",
                **(dataset.get("options") or {})}  # fmt: skip
@@ -288,6 +303,7 @@ def simulate_nsd(cfg: dict, seed: int, subjects: list[str], outdir: str | Path) 
             g = truth.create_group(f"images/{split}")
             g.create_dataset("foreground", data=fg[ids], compression="gzip", track_times=False)
             g.create_dataset("names", data=np.array([f"nsd{i:05d}" for i in ids.tolist()], "S"), track_times=False)
+            g.create_dataset("stimulus_id", data=ids.astype(np.float64), track_times=False)
             g.create_dataset("category", data=labels[ids], track_times=False)
         for s in subjects:
             n = numbers[s]
@@ -342,8 +358,8 @@ def simulate_nsd(cfg: dict, seed: int, subjects: list[str], outdir: str | Path) 
         if algonauts:
             from .algonauts_layout import write_algonauts_tree
 
-            mappings = {a: {0: "Unknown", **tables()[a]} for a in ATLASES if a != "nsdgeneral"}
-            write_algonauts_tree(tmp / ALGONAUTS, {f"subj{numbers[s]:02d}": a for s, a in algonauts.items()}, mappings,
+            write_algonauts_tree(tmp / ALGONAUTS, {f"subj{numbers[s]:02d}": a for s, a in algonauts.items()},
+                                 algonauts_mappings(),
                                  category_names=[sim_images.describe(k) for k in categories])  # fmt: skip
     log.info("wrote a simulated NSD tree: %d subjects, %d images (%d shared), %d trials each",
              len(subjects), n_images, len(shared), len(order))  # fmt: skip
