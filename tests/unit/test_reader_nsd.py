@@ -309,6 +309,9 @@ def test_mask_roi_zscores_per_session_and_averages_test_repeats(tree, tmp_path, 
     assert got.attrs["train_repeats"] == train_trials
     info = json.loads(got.attrs["source_info"])  # the reader's short provenance, for the data card
     assert info["sessions"] == [1, 2, 3] and info["train_trials"] == train_trials and "voxel_ijk" not in info
+    read = json.loads(got.attrs["source_files"])  # every session file read is recorded, not only the first
+    assert {k for k in read if k.startswith("session")} == {"session01", "session02", "session03"}
+    assert all(v["bytes"] > 0 for v in read.values())
 
 
 # -- bad input: one line naming the file, nothing written -----------------------------------------

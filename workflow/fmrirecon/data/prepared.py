@@ -21,7 +21,9 @@
     /normalization/train_mean, /normalization/train_std (V,) raw statistics of training samples
     attrs: dataset, subject, roi, roi_source, normalization, n_voxels, train_repeats (single |
            average), source_file, source_sha256, config_hash, fmrirecon_version, source_info (JSON:
-           the reader's short provenance, e.g. NSD's sessions and beta_version)
+           the reader's short provenance, e.g. NSD's sessions and beta_version), source_files
+           (JSON: every file the reader read, with bytes and mtime; source_sha256 covers only
+           the ``subject`` file, e.g. NSD's first session)
 
 ``image_index`` rows refer to ``/train`` (for train samples) or ``/test`` (test and imagery) of
 images.h5.

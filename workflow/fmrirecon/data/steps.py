@@ -125,6 +125,11 @@ def _scalar_info(attrs: dict, max_items: int = 200) -> dict:
     return {k: value(v) for k, v in attrs.items() if value(v) is not None}
 
 
+def _stat(path) -> dict:
+    st = Path(path).stat()
+    return {"path": str(path), "bytes": st.st_size, "mtime": int(st.st_mtime)}
+
+
 def mask_roi(
     source: dict,
     images: str,
@@ -161,6 +166,11 @@ def mask_roi(
         roster=reader.rois, consume=True,
     )
     result.attrs["source_info"] = json.dumps(info, sort_keys=True)
+    # every file read, with its size and mtime (source_sha256 hashes only ``subject``: hashing every
+    # NSD session would read tens of GB again per ROI)
+    result.attrs["source_files"] = json.dumps(
+        {k: _stat(v) for k, v in sorted(files.items()) if v and Path(v).is_file()}, sort_keys=True
+    )
     result.attrs.update(
         prepared.provenance(subject_file, config_hash, dataset=dataset, subject=subject, roi_source=roi_source)
     )
