@@ -7,6 +7,8 @@
     /<split>/stimulus_id  (N,) float64 (NaN when not applicable)
     /<split>/category     (N,) int64 (-1 when unknown)
     /<split>/foreground   (N, H, W) bool, simulated data only
+    /<split>/captions     (N,) str, JSON list of the image's captions, when the reader has them
+    /<split>/objects      (N,) str, JSON list of its object instances (category, bbox, area_fraction)
 
 ``results/<dataset>/sub-<s>/roi-<roi>/data.h5`` — one subject × ROI after masking::
 
@@ -40,6 +42,7 @@ evaluation reads::
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,6 +83,10 @@ def write_images_file(path: str | Path, stimuli: StimulusSet, attrs: dict) -> No
             _ds(g, "category", np.asarray(part.category, np.int64))
             if part.foreground is not None:
                 _ds(g, "foreground", part.foreground, compression="gzip")
+            for key in ("captions", "objects"):
+                if getattr(part, key) is not None:
+                    text = [json.dumps(x, sort_keys=True) for x in getattr(part, key)]
+                    _ds(g, key, np.array(text, dtype=object), dtype=h5py.string_dtype())
         for k, v in attrs.items():
             f.attrs[k] = v
 
@@ -92,6 +99,12 @@ def _open(path: str | Path) -> h5py.File:
         return h5py.File(path, "r")
     except OSError as exc:
         raise InputError(f"{path}: not a readable HDF5 file ({exc})") from exc
+
+
+def _json_list(group, key: str) -> list | None:
+    if key not in group:
+        return None
+    return [json.loads(x) for x in group[key].asstr()[()]]
 
 
 def read_images_file(path: str | Path, splits=SPLITS, with_images: bool = True) -> StimulusSet:
@@ -110,6 +123,8 @@ def read_images_file(path: str | Path, splits=SPLITS, with_images: bool = True) 
                 stimulus_id=g["stimulus_id"][()],
                 category=g["category"][()],
                 foreground=g["foreground"][()] if (with_images and "foreground" in g) else None,
+                captions=_json_list(g, "captions"),
+                objects=_json_list(g, "objects"),
             )
     missing = [s for s in ("train", "test") if s in splits and parts[s] is None]
     if missing:

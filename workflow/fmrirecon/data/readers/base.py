@@ -74,6 +74,9 @@ class ImageSplit:
         stimulus_id: (N,) float64, GOD float ids (``1518878.010042``); NaN when not applicable.
         category: (N,) int, category id (GOD: the synset number); -1 when unknown.
         foreground: optional (N, H, W) bool, true foreground masks (simulated data only).
+        captions: optional, per image its caption strings (NSD with COCO annotations).
+        objects: optional, per image its object instances as dicts (``category``, ``bbox``,
+            ``area_fraction``, ...; :mod:`.coco`).
     """
 
     images: np.ndarray
@@ -81,6 +84,8 @@ class ImageSplit:
     stimulus_id: np.ndarray
     category: np.ndarray
     foreground: np.ndarray | None = None
+    captions: list[list[str]] | None = None
+    objects: list[list[dict]] | None = None
 
     def __len__(self) -> int:
         return len(self.images)

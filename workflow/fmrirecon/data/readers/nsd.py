@@ -49,7 +49,10 @@ also give their union (V1 = V1v ∪ V1d, V2, V3) and ``hV4`` is also ``V4`` (as 
 ``"1-37"``, or a list of numbers and ``"A-B"`` ranges; ``betas_format`` [auto: .nii.gz, else .hdf5,
 else .nii per session] or ``nifti`` / ``hdf5``; ``atlases`` [auto: those defining the dataset's
 ``rois`` names, every primary atlas on disk when a name is not an NSD name, e.g. a config union]
-or a list of ROI file stems; ``train_trials`` [single] or ``average`` (Brain-Diffuser: one training
+or a list of ROI file stems; ``coco_annotations`` [none] a folder (relative to the dataset folder
+or absolute) of COCO-2017 ``captions_<split>.json`` and ``instances_<split>.json``, joined on
+``cocoId`` through ``nsd_stim_info_merged.csv`` into ``images.h5`` ``captions`` / ``objects``
+(:mod:`.coco`); ``train_trials`` [single] or ``average`` (Brain-Diffuser: one training
 sample per image, the mean of its trials, each trial first normalised with its own session's
 statistics by rule ``mask_roi``).
 """
@@ -67,6 +70,7 @@ from PIL import Image
 
 from ...errors import InputError
 from .base import TEST, TRAIN, ImageSplit, Reader, StimulusSet, SubjectRecording
+from . import coco
 from .images import load_unpaired_folder, square_resize
 
 # DESIGN, ROIS, PRIMARY, load_design and _label_table are also read as nsd.<name> (tests, simulator)
@@ -95,6 +99,7 @@ from .nsd_paths import (
     _betas_dir,
     _ctab,
     _roi_dir,
+    coco_folder,
     parse_options,
     session_files,
     subject_number,
@@ -135,6 +140,8 @@ def image_inputs(dataset: dict, root: str) -> list[str]:
     each subject saw depends on its sessions)."""
     opts = parse_options(dataset.get("options"))
     files = [f"{root}/{DESIGN}", f"{root}/{BRICK}"]
+    if coco_folder(root, opts) is not None:
+        files += [f"{root}/{coco.STIM_INFO}", str(coco_folder(root, opts))]
     for subject in dataset.get("subjects", []):
         files += [str(p) for p in session_files(root, subject_number(subject), opts).values()]
     return files
@@ -256,8 +263,12 @@ def read_stimuli(dataset: dict, root: str, image_size: int) -> StimulusSet:
     images = read_brick(Path(root) / BRICK, np.r_[train_ids, test_ids], image_size)
     unpaired = load_unpaired_folder(dataset["unpaired_images"], image_size) if dataset.get("unpaired_images") else None
     log.info("nsd: %d train and %d test images from %s", len(train_ids), len(test_ids), root)
-    return StimulusSet(train=_split(images[: len(train_ids)], train_ids),
-                       test=_split(images[len(train_ids) :], test_ids), unpaired=unpaired, source=Path(root))  # fmt: skip
+    train, test = _split(images[: len(train_ids)], train_ids), _split(images[len(train_ids) :], test_ids)
+    folder = coco_folder(root, opts)
+    if folder is not None:  # captions and objects joined on cocoId (module coco)
+        for part, ids in ((train, train_ids), (test, test_ids)):
+            part.captions, part.objects = coco.annotate(ids, Path(root) / coco.STIM_INFO, folder)
+    return StimulusSet(train=train, test=test, unpaired=unpaired, source=Path(root))
 
 
 # -- subjects ------------------------------------------------------------------------------------

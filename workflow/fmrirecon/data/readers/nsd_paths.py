@@ -14,7 +14,7 @@ from .nsd_files import PRIMARY, _unions, sanitize
 DESIGN = "nsddata/experiments/nsd/nsd_expdesign.mat"
 BRICK = "nsddata_stimuli/stimuli/nsd/nsd_stimuli.hdf5"
 DEFAULTS = {"beta_version": "betas_fithrf_GLMdenoise_RR", "sessions": "all", "betas_format": "auto",
-            "atlases": "auto", "train_trials": "single"}  # fmt: skip
+            "atlases": "auto", "train_trials": "single", "coco_annotations": ""}  # fmt: skip
 FORMATS = {"auto": (".nii.gz", ".hdf5", ".nii"), "nifti": (".nii.gz", ".nii"), "hdf5": (".hdf5",)}
 _SESSION_FILE = re.compile(r"betas_session(\d+)(\.nii\.gz|\.nii|\.hdf5)$")
 
@@ -86,12 +86,25 @@ def parse_options(options: dict | None, where: str = "options") -> dict:
             raise InputError(f"config error at {where}.atlases: {atlases!r} is not 'auto' or a list of ROI "
                              f"file stems (e.g. [nsdgeneral, prf-visualrois])")  # fmt: skip
         opts["atlases"] = tuple(dict.fromkeys(atlases))
+    coco = opts["coco_annotations"]
+    if not isinstance(coco, str) or (coco and ".." in Path(coco).parts):
+        raise InputError(f"config error at {where}.coco_annotations: {coco!r} is not a folder path (relative to the "
+                         f"dataset folder or absolute, without '..')")  # fmt: skip
     if opts["train_trials"] not in ("single", "average"):
         raise InputError(f"config error at {where}.train_trials: {opts['train_trials']!r} is not single or average")
     return opts
 
 
 # -- paths ---------------------------------------------------------------------------------------
+
+
+def coco_folder(root, opts: dict) -> Path | None:
+    """The folder of COCO-2017 ``captions_*.json`` / ``instances_*.json`` (option
+    ``coco_annotations``, relative to the dataset folder unless absolute), or None."""
+    if not opts["coco_annotations"]:
+        return None
+    folder = Path(opts["coco_annotations"])
+    return folder if folder.is_absolute() else Path(root) / folder
 
 
 def _betas_dir(root, n: int, version: str) -> Path:

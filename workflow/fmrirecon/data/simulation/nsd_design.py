@@ -131,7 +131,7 @@ def reader_view(dataset: dict, raw: str, simulation: dict) -> dict:
         return {**dataset, "format": ALGONAUTS, "path": f"{raw}/{ALGONAUTS}", "unlabeled_fmri": ""}
     c = simulation[NAME]
     options = {"sessions": f"1-{c['sessions']}", "atlases": list(ATLASES), "betas_format": "nifti",
-               **(dataset.get("options") or {})}  # fmt: skip
+               "coco_annotations": ANNOTATIONS, **(dataset.get("options") or {})}  # fmt: skip
     return {**dataset, "format": NAME, "path": raw, "options": options, "unlabeled_fmri": ""}
 
 
