@@ -145,9 +145,9 @@ def mask_roi(
     """Rule ``mask_roi``: one subject × ROI, normalised, test repeats averaged, with provenance.
 
     ``source`` keys: ``reader`` (a format name), ``options`` (the entry's ``options:``, handed to
-    ``read_subject``), ``files`` (what the reader's ``subject_inputs`` named: ``subject``, optional ``unlabeled``, and ``roi_labels`` + ``roi_table`` — a NIfTI
-    label volume and its TSV — for ``roi_source == "nifti"``), and ``truth`` (simulated data: the
-    true per-voxel noise ceilings).
+    ``read_subject``), ``files`` (what the reader's ``subject_inputs`` named: ``subject``, optional
+    ``unlabeled``, and ``roi_labels`` + ``roi_table`` — a NIfTI label volume and its TSV — for
+    ``roi_source == "nifti"``), and ``truth`` (simulated data: the true per-voxel noise ceilings).
     """
     stimuli = prepared.read_images_file(images, with_images=False)
     reader = get_reader(source["reader"])
