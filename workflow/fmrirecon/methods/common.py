@@ -16,6 +16,7 @@ from .. import __version__
 from ..config import config_hash
 from ..data import prepared
 from ..errors import InputError
+from ..train.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -81,16 +82,24 @@ def fingerprint(stage: str, settings, seed: int, inputs, training: dict, device:
 
 
 # -- inference -----------------------------------------------------------------------------------
-def batched(fn, *xs: torch.Tensor, device, batch: int = 64):
+def batched(fn, *xs: torch.Tensor, device, batch: int = 64, progress: str | None = None):
     """``fn`` over aligned chunks of ``xs`` without gradients, results on the CPU, concatenated.
 
     ``fn`` returns a tensor (-> one tensor) or a list of tensors (-> a list, each concatenated).
+    ``progress``: a name to log progress lines under (:class:`~fmrirecon.train.progress.Progress`,
+    one step per chunk), for long passes; None logs nothing.
     """
     outs = []
+    n = len(xs[0])
+    bar = Progress(progress, -(-n // batch), unit="batches") if progress else None
     with torch.no_grad():
-        for s in range(0, len(xs[0]), batch):
+        for k, s in enumerate(range(0, n, batch), 1):
             y = fn(*[x[s : s + batch].to(device) for x in xs])
             outs.append([t.float().cpu() for t in y] if isinstance(y, (list, tuple)) else y.float().cpu())
+            if bar:
+                bar.update(k, None, min(batch, n - s))
+    if bar:
+        bar.done()
     if not outs:
         return torch.zeros(0)
     if isinstance(outs[0], list):

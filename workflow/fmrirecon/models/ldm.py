@@ -230,13 +230,16 @@ def decode_latents(vae, kind: str, z: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def sample(unet, scheduler, tokens: torch.Tensor, pooled: torch.Tensor | None, noise: torch.Tensor,
-           steps: int) -> torch.Tensor:  # fmt: skip
-    """Denoise ``noise`` (B, C, h, w) with conditions (B, L, D) / (B, P) in ``steps`` steps."""
+           steps: int, on_step=None) -> torch.Tensor:  # fmt: skip
+    """Denoise ``noise`` (B, C, h, w) with conditions (B, L, D) / (B, P) in ``steps`` steps;
+    ``on_step(k)`` (if given) is called after the k-th (1-based) step, e.g. to log progress."""
     scheduler.set_timesteps(steps)
     z = noise * scheduler.init_noise_sigma
     class_labels = pooled if unet.config.class_embed_type == "projection" else None
-    for t in scheduler.timesteps:
+    for k, t in enumerate(scheduler.timesteps, 1):
         inp = scheduler.scale_model_input(z, t)
         eps = unet(inp, t, encoder_hidden_states=tokens, class_labels=class_labels).sample
         z = scheduler.step(eps, t, z).prev_sample
+        if on_step is not None:
+            on_step(k)
     return z

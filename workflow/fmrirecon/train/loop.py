@@ -25,6 +25,8 @@ continues with exactly the numbers an uninterrupted run would have produced (on 
 thread count).
 
 Throughput and memory of a run: :meth:`Trainer.summary`, written by :func:`write_train_summary`.
+While it runs: a progress line (step, epoch, loss, rate, time left) every
+``FMRIRECON_PROGRESS_SECONDS`` and at the end (:mod:`.progress`).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from .checkpoint import Preempted, StopRequest, clear_checkpoint, load_checkpoin
 from .device import autocast
 from .distributed import all_reduce_mean, batch_share, rank, sync_batch_norm, world_size
 from .optim import LR_KEYS, PHASE_KEYS, OptimiserState, Phase, make_optimizer, resolved_settings
+from .progress import Progress
 from .records import format_row, peak_memory_mib
 from .schedules import lr_at
 
@@ -193,6 +196,8 @@ class Trainer:
         one_lr = len({tuple(str(o.settings.get(k)) for k in LR_KEYS) for o in self._opts}) == 1
         last_save = time.monotonic()
         start = time.monotonic() - float(partial.get("wall_s", 0.0))
+        # a line every FMRIRECON_PROGRESS_SECONDS (rate and time left measured since this start)
+        progress = Progress(self.name, total, start=first_step, per_epoch=per_epoch, enabled=self.rank == 0)
         for m in self.modules.values():
             m.train()
         with StopRequest() as stop:
@@ -202,6 +207,7 @@ class Trainer:
                     n_samples, generator=torch.Generator().manual_seed(step_seed(self.seed, epoch, 1))
                 )
                 idx = order[pos * bs : (pos + 1) * bs]
+                n_batch = len(idx)  # the global batch (every rank's share)
                 weight = 1.0  # this rank's share of the batch x world size (1 when the shares are equal)
                 if self.world > 1:
                     idx, weight = batch_share(idx, self.rank, self.world)
@@ -252,6 +258,7 @@ class Trainer:
                     self.history.append(row)
                     partial = {}
                     log.info("%s: %s", self.name, format_row(row))
+                progress.update(self.step, _progress_loss(logged, self.phased), n_batch)
                 partial["wall_s"] = time.monotonic() - start
                 self._run["wall_s"] = time.monotonic() - t_begin
                 self._run["train_wall_s"] = partial["wall_s"]
@@ -267,6 +274,7 @@ class Trainer:
                         f"{self.name}: stopped by {by} at step "
                         f"{self.step}/{total}; checkpoint saved in {self.checkpoint_dir}, a rerun resumes"
                     )
+        progress.done()
         for m in self.modules.values():
             m.eval()
         self._run["wall_s"] = time.monotonic() - t_begin
@@ -352,6 +360,13 @@ class Trainer:
         once the job's outputs are written."""
         if self.rank == 0:
             clear_checkpoint(self.checkpoint_dir, root=self.training.get("checkpoint_dir"))
+
+
+def _progress_loss(logged: dict, phased: bool):
+    """The step's loss for the progress line: ``loss``, or each phase's ``<phase>/loss``."""
+    if phased:
+        return {k: v for k, v in logged.items() if k.endswith("/loss")}
+    return logged.get("loss")
 
 
 def _kill_step() -> int:

@@ -9,6 +9,7 @@ comes from the step's generator, so a resumed run is bit-exact.
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 import time
 from pathlib import Path
@@ -24,6 +25,7 @@ from ...models.mae import FmriMAE
 from ...train.device import select_device
 from ...train.files import load_into, read_hparams, save_model
 from ...train.loop import step_seed
+from ...train.progress import Progress
 from ..common import SYMMETRIC, batched, fingerprint, to_uint8, write_reconstructions
 from .mae import finish, fit, fmri_tensor, load_fmri_mae, load_images
 
@@ -84,7 +86,7 @@ def _category_labels(images: str, splits) -> tuple[torch.Tensor, int]:
 def _latents(vae, kind, x: torch.Tensor, device) -> torch.Tensor:
     from ...models.ldm import encode_latents
 
-    return batched(lambda u: encode_latents(vae, kind, u), x, device=device, batch=256)
+    return batched(lambda u: encode_latents(vae, kind, u), x, device=device, batch=256, progress="encode latents")
 
 
 def _diffusion_loss(unet, sched, z0, tokens, pooled, gen, device) -> torch.Tensor:
@@ -257,9 +259,20 @@ def reconstruct_cad(data: str, images: str, ldm_folder: str, model: str, setting
         tokens, pooled = tokens.repeat_interleave(S, 0), pooled.repeat_interleave(S, 0)
         chunks = []
         bs = int(s["batch_size"])
-        for i in range(0, n * S, bs):
-            z = sample(unet, sched, tokens[i : i + bs], pooled[i : i + bs], noise[i : i + bs].to(device), int(s["steps"]))
+        sched.set_timesteps(int(s["steps"]))  # only to count one batch's UNet calls (PLMS: steps + 1)
+        per_batch = len(sched.timesteps)
+        progress = Progress("reconstruct_cad", math.ceil(n * S / bs) * per_batch, per_epoch=per_batch,
+                            epoch_word="batch", unit="UNet steps")  # fmt: skip
+        for b, i in enumerate(range(0, n * S, bs)):
+            share = min(bs, n * S - i) / per_batch  # images per UNet step, for images/s
+
+            def on_step(k, b=b, share=share):
+                progress.update(b * per_batch + k, None, share)
+
+            z = sample(unet, sched, tokens[i : i + bs], pooled[i : i + bs], noise[i : i + bs].to(device),
+                       int(s["steps"]), on_step=on_step)  # fmt: skip
             chunks.append(decode_latents(vae, kind, z).float().cpu())
+        progress.done()
         x = torch.cat(chunks)
     wall = time.monotonic() - t0
     log.info("sampled %d images (%s, %d steps) in %.1f s: %.2f images/s", n * S, s["sampler"], s["steps"], wall, n * S / wall)
