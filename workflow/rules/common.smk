@@ -311,6 +311,51 @@ def get_data_card_inputs(wildcards):
     }
 
 
+def _published_papers():
+    from fmrirecon.report.cards import load_published
+
+    return load_published()
+
+
+#: paper id -> its published results and claims (workflow/fmrirecon/report/published.yaml)
+PUBLISHED_PAPERS = _published_papers()
+
+
+def reproduction_card_targets():
+    return [f"results/report/cards/{paper}.csv" for paper in PUBLISHED_PAPERS]
+
+
+def get_reproduction_card_inputs(wildcards):
+    """results/metrics.csv and the metrics JSONs of the (method, protocol) pairs the card reads."""
+    from fmrirecon.report.cards import paper_uses
+
+    uses = paper_uses(PUBLISHED_PAPERS[wildcards.paper])
+    return {
+        "table": "results/metrics.csv",
+        "metrics": [
+            f"results/{d}/sub-{s}/roi-{r}/{m}/metrics-{p}.json"
+            for d, s, r, m in recon_units()
+            for p in method_protocols(m)
+            if (m, p) in uses
+        ],
+    }
+
+
+def get_card_datasets():
+    """Our datasets as the cards match them to a paper's: reader (``read_as`` if simulated)."""
+    return {
+        name: {
+            "reader": d["read_as"] if d["format"] == "simulated" else d["format"],
+            "simulated": d["format"] == "simulated",
+        }
+        for name, d in DATASETS.items()
+    }
+
+
+def get_card_method_settings():
+    return {m: METHOD_SETTINGS[m] for m in METHODS}
+
+
 def get_data_card_format(wildcards):
     """The reader that read the dataset: ``read_as`` for simulated data, else ``format``."""
     ds = DATASETS[wildcards.dataset]
@@ -362,6 +407,7 @@ def get_all_targets():
         ]
         + grid_targets()
         + data_card_targets()
+        + reproduction_card_targets()
         + ["results/report/metrics.png"]
         + ablation_targets()
         + sorted({p for paths in _hooked("targets") for p in paths})

@@ -1,6 +1,34 @@
 # Figures for the HTML report (snakemake --report results/report.html).
 
 
+# Reproduction cards: each paper's published results beside ours, its claims tested. Listed first;
+# the report's menu sorts categories by name, so "Reproduction cards" follows "Reconstructions".
+rule reproduction_cards:
+    input:
+        unpack(get_reproduction_card_inputs),
+    output:
+        report(
+            "results/report/cards/{paper}.csv",
+            caption="../report/reproduction_card.rst",
+            category="Reproduction cards",
+            labels={"paper": "{paper}", "table": "reproduction card"},
+        ),
+    log:
+        "results/logs/reproduction_cards/{paper}.log",
+    benchmark:
+        "results/benchmarks/reproduction_cards/{paper}.tsv"
+    wildcard_constraints:
+        paper=_alternatives(PUBLISHED_PAPERS),
+    conda:
+        "../../envs/fmrirecon.yaml"
+    params:
+        datasets=get_card_datasets(),
+        method_settings=get_card_method_settings(),
+        image_size=config["image_size"],
+    script:
+        "../scripts/reproduction_cards.py"
+
+
 rule plot_reconstructions:
     input:
         unpack(get_grid_inputs),
