@@ -1,15 +1,26 @@
 # fmrirecon: reconstruct seen images from fMRI, reproducibly. The table of contents of the DAG.
+import copy
 import os
 import sys
 
-from snakemake.utils import min_version
+from snakemake.common.configfile import load_configfile
+from snakemake.utils import min_version, update_config
 
 min_version("9.0")
 
-sys.path.insert(0, os.path.join(workflow.basedir, "workflow"))  # the fmrirecon package
+
+# the repository on disk, also when this Snakefile is used as a module (repository_on_disk)
+include: "workflow/rules/module.smk"
 
 
-configfile: os.path.join(workflow.basedir, "config", "config.yaml")
+# Paths of the workflow's own files are relative to this one, outputs to the working directory.
+REPO_DIR = repository_on_disk(workflow.current_basedir)
+if os.path.join(REPO_DIR, "workflow") not in sys.path:
+    sys.path.insert(0, os.path.join(REPO_DIR, "workflow"))  # the fmrirecon package
+DEFAULT_CONFIGFILE = os.path.join(REPO_DIR, "config", "config.yaml")
+
+
+configfile: DEFAULT_CONFIGFILE
 
 
 from fmrirecon.config import check_config_files, validate_config  # noqa: E402
@@ -17,6 +28,14 @@ from fmrirecon.errors import InputError  # noqa: E402
 from fmrirecon.methods import rules_files  # noqa: E402
 
 try:
+    if DEFAULT_CONFIGFILE not in workflow.configfiles:
+        # Used as a module with `config: ...`: Snakemake then skips configfile: and hands over
+        # the user's config alone. Layer it over the default as --configfile does (mappings
+        # merged key by key, lists replaced); the user's config is left as it was.
+        check_config_files([DEFAULT_CONFIGFILE])
+        _user_config = config
+        config = load_configfile(DEFAULT_CONFIGFILE)
+        update_config(config, copy.deepcopy(_user_config))
     check_config_files(workflow.configfiles)
     validate_config(config)
 except InputError as exc:
