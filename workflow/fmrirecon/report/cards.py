@@ -31,15 +31,18 @@ from ..evaluate.stats import paired_wilcoxon
 
 PUBLISHED = Path(__file__).with_name("published.yaml")
 
-#: Our readers whose data count as each paper dataset (a simulated dataset by its ``read_as``).
-DATASET_READERS = {
-    "GOD": ("god_bdata", "god_npz"),
-    "NSD": ("nsd",),
-    "Algonauts 2023": ("algonauts2023",),
-    "BOLD5000": (),
-    "THINGS-fMRI": (),
-    "vim-1": (),
-}
+#: The published datasets the papers report on, and our readers whose data count as each (a
+#: simulated dataset by its ``read_as``); every reader declares its ``published_dataset``.
+PAPER_DATASETS = ("GOD", "NSD", "Algonauts 2023", "BOLD5000", "THINGS-fMRI", "vim-1")
+
+
+def _dataset_readers() -> dict[str, tuple[str, ...]]:
+    from ..data.readers import READERS
+
+    return {d: tuple(n for n, r in sorted(READERS.items()) if r.published_dataset == d) for d in PAPER_DATASETS}
+
+
+DATASET_READERS = _dataset_readers()
 
 #: value range of each ``unit`` of a published row (inclusive).
 UNITS = {

@@ -412,4 +412,5 @@ READER = Reader(
     read_subject=read_subject,
     check=check,
     file_rois=file_rois,
+    published_dataset="Algonauts 2023",
 )

@@ -125,6 +125,8 @@ class Reader:
         stimuli_need_subjects: True when ``read_stimuli`` depends on the entry's ``subjects`` (NSD:
             the test set is the shared images every configured subject saw); rule
             ``prepare_images`` then passes them (and reruns when they change), else it strips them.
+        published_dataset: the dataset the papers name whose data this format holds ("GOD",
+            "NSD", "Algonauts 2023"): the reproduction cards match published numbers through it.
     """
 
     name: str
@@ -137,3 +139,4 @@ class Reader:
     check: Callable[[dict, str], None] = lambda dataset, where: None
     file_rois: Callable[[dict, str, str], tuple[str, set[str]] | None] = lambda dataset, root, subject: None
     stimuli_need_subjects: bool = False
+    published_dataset: str = ""

@@ -77,4 +77,5 @@ READER = Reader(
     read_subject=read_subject,
     check=check,
     file_rois=file_rois,
+    published_dataset="GOD",
 )

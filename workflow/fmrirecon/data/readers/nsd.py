@@ -421,4 +421,5 @@ READER = Reader(
     check=check,
     file_rois=file_rois,
     stimuli_need_subjects=True,
+    published_dataset="NSD",
 )
