@@ -91,7 +91,8 @@ def write_images_file(path: str | Path, stimuli: StimulusSet, attrs: dict) -> No
             f.attrs[k] = v
 
 
-def _open(path: str | Path) -> h5py.File:
+def open_h5(path: str | Path) -> h5py.File:
+    """Open an HDF5 file read-only; InputError (one line naming it) when missing or unreadable."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: file not found")
@@ -110,7 +111,7 @@ def _json_list(group, key: str) -> list | None:
 def read_images_file(path: str | Path, splits=SPLITS, with_images: bool = True) -> StimulusSet:
     """Read ``images.h5``; with ``with_images=False`` only ids, names and categories are loaded."""
     parts: dict[str, ImageSplit | None] = {}
-    with _open(path) as f:
+    with open_h5(path) as f:
         for split in SPLITS:
             if split not in f or split not in splits:
                 parts[split] = None
@@ -155,7 +156,7 @@ def write_subject_file(path: str | Path, prepared: PreparedSubject) -> None:
 
 
 def read_subject_file(path: str | Path) -> PreparedSubject:
-    with _open(path) as f:
+    with open_h5(path) as f:
         groups = {}
         for group in f:
             groups[group] = {}
@@ -195,7 +196,7 @@ def write_recon_file(path: str | Path, images: np.ndarray, image_index: np.ndarr
 
 def read_recon_file(path: str | Path) -> dict:
     """Read ``recon.h5``: dict with images, image_index, image_ids and attrs."""
-    with _open(path) as f:
+    with open_h5(path) as f:
         for key in ("images", "image_index", "image_ids"):
             if key not in f:
                 raise InputError(f"{path}: expected dataset /{key} in a reconstruction file")

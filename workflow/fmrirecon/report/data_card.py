@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ..data.atomic import atomic_path
-from ..data.prepared import SPLITS
+from ..data.prepared import SPLITS, open_h5
 from ..errors import InputError
 
 #: The card's columns, in order (README "The HTML report").
@@ -29,15 +29,6 @@ COLUMNS = [
     "images_train", "images_test", "images_unpaired", "images_gallery", "image_size",
     "sessions", "beta_version",
 ]  # fmt: skip
-
-
-def _open(path: Path) -> h5py.File:
-    if not path.exists():
-        raise InputError(f"{path}: file not found")
-    try:
-        return h5py.File(path, "r")
-    except OSError as exc:
-        raise InputError(f"{path}: not a readable HDF5 file ({exc})") from exc
 
 
 def _attr(f: h5py.File, key: str, default=None):
@@ -87,7 +78,7 @@ def _source_info(path: Path, raw) -> dict:
 def image_summary(path: str | Path) -> dict:
     """Split sizes and image size of ``images.h5`` (``images_<split>``, ``image_size``)."""
     path = Path(path)
-    with _open(path) as f:
+    with open_h5(path) as f:
         try:
             missing = [s for s in ("train", "test") if s not in f]
             if missing:
@@ -117,7 +108,7 @@ def _unit_of(path: Path, f: h5py.File) -> tuple[str, str]:
 def subject_summary(path: str | Path) -> dict:
     """One card row's subject × ROI columns from a prepared ``data.h5``."""
     path = Path(path)
-    with _open(path) as f:
+    with open_h5(path) as f:
         try:
             for name in ("train/fmri", "train/image_index", "test/fmri", "test/trial_image_index"):
                 if name not in f:
