@@ -7,6 +7,7 @@ from fmrirecon.config import config_hash, resolve_methods
 from fmrirecon.data.readers import get_reader
 from fmrirecon.data.simulation import (
     design_settings,
+    simulation_for,
     generated_dataset,
     truth_per_voxel,
 )
@@ -172,6 +173,11 @@ def method_protocols(method):
     evaluation.protocols)."""
     own = METHODS[method]["protocols"] or FAMILY[method].default_protocols
     return [p for p in PROTOCOLS if p in own] if own else PROTOCOLS
+
+
+def get_simulation_settings(wildcards):
+    """The simulation settings of one simulated dataset (plus the layout its reader reads)."""
+    return simulation_for(DATASETS[wildcards.dataset], SIMULATION)
 
 
 def get_method_settings(wildcards):

@@ -17,7 +17,7 @@ rule simulate_dataset:
         mem_mb=get_mem_mb(4000),
         runtime=get_runtime(20),
     params:
-        simulation=SIMULATION,
+        simulation=get_simulation_settings,
         seed=config["seed"],
         subjects=get_dataset_setting("subjects"),
     script:

@@ -25,12 +25,14 @@ wildcards, rules and report are format-blind. User-fixable problems raise
 """
 
 from ...errors import InputError
-from . import algonauts2023, god_bdata, god_npz, nsd
+from . import algonauts2023, bold5000, god_bdata, god_npz, nsd, things_fmri
 from .base import IMAGERY, TEST, TRAIN, ImageSplit, Reader, StimulusSet, SubjectRecording
 
 #: Every dataset format by the name a config uses (``datasets[].format``).
 READERS: dict[str, Reader] = {
-    r.name: r for r in (god_bdata.READER, god_npz.READER, nsd.READER, algonauts2023.READER)
+    r.name: r
+    for r in (god_bdata.READER, god_npz.READER, nsd.READER, algonauts2023.READER, bold5000.READER,
+              things_fmri.READER)
 }
 
 

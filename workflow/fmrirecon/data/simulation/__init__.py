@@ -11,6 +11,7 @@ in NSD's AWS layout. The functions below are what the DAG and the config checks 
 from ...errors import InputError
 from ..readers import god_bdata, god_npz
 from . import nsd_design
+from .god_layouts import LAYOUTS
 
 GOD = "god"
 #: design name -> the ``simulation:`` keys only that design reads
@@ -31,6 +32,16 @@ def design_settings(simulation: dict) -> dict:
     return {k: v for k, v in simulation.items() if k not in drop}
 
 
+def simulation_for(dataset: dict, simulation: dict) -> dict:
+    """The settings rule ``simulate_dataset`` passes for ``dataset``: ``simulation`` (as
+    :func:`design_settings` gives it), plus ``layouts: [read_as]`` when the GOD design must also
+    write the tree of another published layout (:mod:`.god_layouts`) for the dataset's reader.
+    Datasets read in GOD's own layouts get ``simulation`` unchanged."""
+    if design_of(simulation) == GOD and dataset["read_as"] in LAYOUTS:
+        return {**simulation, "layouts": [dataset["read_as"]]}
+    return simulation
+
+
 def generated_dataset(dataset: dict, raw: str, simulation: dict) -> dict:
     """A simulated dataset's config entry as its reader sees it: the folder ``raw`` that rule
     ``simulate_dataset`` writes, read through ``read_as``. GOD design: GOD's published layouts
@@ -38,6 +49,8 @@ def generated_dataset(dataset: dict, raw: str, simulation: dict) -> dict:
     NSD design: :func:`.nsd_design.reader_view`."""
     if design_of(simulation) == nsd_design.NAME:
         return nsd_design.reader_view(dataset, raw, simulation)
+    if dataset["read_as"] in LAYOUTS:  # e.g. the BOLD5000 tree under raw/bold5000 (.god_layouts)
+        return LAYOUTS[dataset["read_as"]].reader_view(dataset, raw, simulation)
     return {
         **dataset,
         "format": dataset["read_as"],
@@ -54,13 +67,19 @@ def truth_per_voxel(dataset: dict, simulation: dict) -> bool:
     its training / test images, columns = its voxels), which the oracle and the true noise
     ceilings need. Not for the Algonauts twin: its columns are surface vertices, its split its own.
     The image truth (foreground, categories) is matched by name or id and serves every reader."""
-    return not (design_of(simulation) == nsd_design.NAME and dataset["read_as"] == nsd_design.ALGONAUTS)
+    if design_of(simulation) == nsd_design.NAME:
+        return dataset["read_as"] != nsd_design.ALGONAUTS
+    if dataset["read_as"] in LAYOUTS:
+        return LAYOUTS[dataset["read_as"]].TRUTH_PER_VOXEL
+    return True
 
 
 def simulated_rois(dataset: dict, simulation: dict, roster: tuple[str, ...]) -> set[str]:
     """The ROI names the generated files define for ``dataset`` (``roster``: its reader's)."""
     if design_of(simulation) == nsd_design.NAME:
         return nsd_design.roi_names(dataset["read_as"])
+    if dataset["read_as"] in LAYOUTS:
+        return LAYOUTS[dataset["read_as"]].roi_names(dataset, simulation)
     from .dataset import COMPOSITES  # the simulator writes the roster and GOD's unions
 
     if dataset.get("roi_source") == "nifti":  # the label volume has the atomic ROIs only
@@ -79,7 +98,8 @@ def check_simulated(dataset: dict, simulation: dict, where: str) -> None:
         problem = nsd_design.check(simulation, dataset, "simulation", where)
         if problem:
             raise InputError(problem)
-    elif dataset["read_as"] not in (god_bdata.READER.name, god_npz.READER.name):
+    elif dataset["read_as"] not in (god_bdata.READER.name, god_npz.READER.name, *LAYOUTS):
         hint = f"; set simulation.design: {nsd_design.NAME} for that layout" if dataset["read_as"] == nsd_design.NAME else ""
+        layouts = ", ".join((god_bdata.READER.name, god_npz.READER.name, *LAYOUTS))
         raise InputError(f"config error at {where}.read_as: simulation.design {design} writes GOD's layouts "
-                         f"({god_bdata.READER.name}, {god_npz.READER.name}){hint}")  # fmt: skip
+                         f"and their twins ({layouts}){hint}")  # fmt: skip

@@ -12,6 +12,7 @@ Output folder (``results/<dataset>/raw``)::
     roi_labels.tsv
     sbj_<s>.npz, images_<size>.npz   the SelfSuperReconst / MinD-Vis twin (optional)
     truth.h5                     simulation truth: foreground masks, noise-free signals, noise ceilings
+    <reader>/                    the same experiment in other published layouts (:mod:`.god_layouts`)
 
 The same configuration and seed give byte-identical files.
 """
@@ -32,6 +33,7 @@ from ..atomic import atomic_path, save_npz_deterministic
 from ..bdata import BDataBuilder
 from . import images as sim_images
 from . import nsd_design
+from .god_layouts import LAYOUTS, SimStimuli, SimSubject
 from . import voxels as sim_voxels
 
 log = logging.getLogger(__name__)
@@ -108,9 +110,16 @@ def simulate_dataset(cfg: dict, seed: int, subjects: list[str], outdir: str | Pa
         tmp.mkdir(parents=True)
         _write_images(tmp, imgs, part, train_names, test_names, unpaired_names, gallery_names)
         _write_image_lists(tmp, train_names, test_names)
+        stimuli = SimStimuli(
+            imgs[part["train"]], train_names, train_cat, imgs[part["test"]], test_names, test_cat,
+            tuple(sim_images.describe(c) for c in categories),
+        )  # fmt: skip
+        for name in cfg.get("layouts", ()):  # other published layouts of the same experiment, as read
+            (tmp / name).mkdir()
+            LAYOUTS[name].write_stimuli(tmp / name, stimuli)
         truth = h5py.File(tmp / "truth.h5", "w", track_order=False)
         _write_truth_images(truth, fg, part, categories, all_cat, train_names, test_names, unpaired_names)
-        label_ids = {name: i + 1 for i, name in enumerate(sim_voxels.ROI_ORDER)}
+        label_ids = {name: i + 1 for i, name in enumerate(sim_voxels.roi_order(cfg["voxels"]))}
         (tmp / "roi_labels.tsv").write_text(
             "index\tname\n" + "".join(f"{i}\t{n}\n" for n, i in label_ids.items())
         )
@@ -207,7 +216,7 @@ def _simulate_subject(
     clean[~is_train] = sig_test[image_row[~is_train]]
     if cfg["imagery_repeats"]:
         # imagery: weak early-area and moderate higher-area reinstatement of the test image
-        weight = np.where(np.isin(model.roi, sim_voxels.HIGHER), 0.5, 0.15)
+        weight = np.where(np.isin(model.roi, sim_voxels.HIGHER + sim_voxels.OPTIONAL), 0.5, 0.15)
         clean[datatype == 3] *= weight
     raw = _measure(clean, run, model, cfg, rng)
 
@@ -248,6 +257,10 @@ def _simulate_subject(
     ub.save(tmp / f"Subject{subject}_unlabeled.h5")
 
     _write_label_volume(tmp / f"sub-{subject}_roi-labels.nii.gz", model, label_ids)
+    sim = SimSubject(subject, raw, datatype, image_row, run, model.roi, xyz, cfg["test_repeats"], per_run,
+                     train_names, test_names)  # fmt: skip
+    for name in cfg.get("layouts", ()):
+        LAYOUTS[name].write_subject(tmp / name, sim)
 
     # noise ceiling of the test averages (per-trial noise only): r_max = sqrt(1 / (1 + s² / R))
     ceiling = np.sqrt(1.0 / (1.0 + model.noise_sd**2 / cfg["test_repeats"]))
@@ -295,7 +308,7 @@ def _affine(model) -> np.ndarray:
 def _add_voxel_metadata(bd, model, xyz) -> None:
     for axis, key in enumerate(("voxel_x", "voxel_y", "voxel_z")):
         bd.add_metadata(key, xyz[:, axis], f"Voxel {key[-1]} coordinate (mm)", where="VoxelData")
-    for name in sim_voxels.ROI_ORDER:
+    for name in sim_voxels.roi_order({r: 1 for r in model.roi}):  # + OPA/RSC where simulated
         bd.add_metadata(f"ROI_{name}", (model.roi == name).astype(float), f"1 = ROI {name}", where="VoxelData")
     for name, parts in COMPOSITES.items():
         flag = np.isin(model.roi, parts).astype(float)
@@ -323,7 +336,7 @@ def _write_npz_twin(tmp, subject, raw, datatype, run, image_row, model, ceiling)
     test_avg = np.stack([test_single[test_labels == i].mean(0) for i in range(n_test)])
     within = np.mean([test_single[test_labels == i].var(0) for i in range(n_test)], axis=0)
     snr = test_avg.var(0) / within
-    rois = {name: model.roi == name for name in sim_voxels.ROI_ORDER}
+    rois = {name: model.roi == name for name in sim_voxels.roi_order({r: 1 for r in model.roi})}
     rois.update({name: np.isin(model.roi, parts) for name, parts in COMPOSITES.items()})
     save_npz_deterministic(
         tmp / f"sbj_{subject}.npz",

@@ -4,7 +4,10 @@ Early areas (V1–V4) respond through retinotopic population receptive fields: e
 local contrast, orientation energy and colour-opponent maps under an isotropic Gaussian whose size
 grows with eccentricity and from V1 to V4, followed by a compressive (square-root) nonlinearity.
 Higher areas (LOC, FFA, PPA) respond to semantic features: pretrained EfficientNet-Lite features
-and a per-category embedding (FFA/PPA more categorical than LOC). Every voxel's signal is scaled
+and a per-category embedding (FFA/PPA more categorical than LOC). The scene areas OPA and RSC
+(BOLD5000's ROIs) exist only when ``simulation.voxels`` lists them: they are placed after PPA and
+draw after every other ROI, so a config without them gets the same voxels and numbers as before;
+their semantic weights share one scene-network profile per area. Every voxel's signal is scaled
 to unit variance over the training images, so ``noise_sd`` is noise sd per unit signal sd.
 Trials add per-voxel Gaussian noise and per-run offsets and linear drifts; raw values get a
 voxel-specific baseline and gain, like arbitrary-unit SPM data.
@@ -21,6 +24,8 @@ import torch.nn.functional as F
 EARLY = ("V1", "V2", "V3", "V4")
 HIGHER = ("LOC", "FFA", "PPA")
 ROI_ORDER = EARLY + HIGHER
+#: higher areas simulated only when ``simulation.voxels`` lists them, after ROI_ORDER (scene areas)
+OPTIONAL = ("OPA", "RSC")
 #: pRF sd (fraction of image width) = a + b * eccentricity, per early area
 PRF_SIZE = {"V1": (0.025, 0.10), "V2": (0.035, 0.15), "V3": (0.05, 0.20), "V4": (0.07, 0.30)}
 #: Dirichlet concentration over the 10 feature channels (lum, contrast, 4 orientations, 4 colour)
@@ -31,7 +36,9 @@ CHANNEL_PREF = {
     "V4": [1, 1.5, 1, 1, 1, 1, 3, 3, 3, 3],
 }
 #: weight of the EfficientNet part vs the category part of the semantic signal
-SEMANTIC_MIX = {"LOC": 0.75, "FFA": 0.4, "PPA": 0.4}
+SEMANTIC_MIX = {"LOC": 0.75, "FFA": 0.4, "PPA": 0.4, "OPA": 0.6, "RSC": 0.5}
+#: share of an optional area's semantic weights that is its common (network) profile
+NETWORK_SHARE = 0.6
 FEATURE_RES = 32  # feature maps are pooled at this resolution
 #: per-channel scales that bring every channel's mean to about 0.3 on the procedural images
 CHANNEL_SCALE = torch.tensor([0.65, 17.5, 580, 580, 580, 580, 5.5, 5.5, 5.5, 5.5])
@@ -54,6 +61,11 @@ class VoxelModel:
     gain: np.ndarray  # (V,)
 
 
+def roi_order(counts: dict[str, int]) -> tuple[str, ...]:
+    """The simulated ROIs in voxel order: ROI_ORDER, then the OPTIONAL ones ``counts`` lists."""
+    return ROI_ORDER + tuple(name for name in OPTIONAL if counts.get(name))
+
+
 def build_geometry(counts: dict[str, int], depth: int = 12, width: int = 10):
     """Place the ROIs as slabs along the posterior→anterior axis in two hemispheres.
 
@@ -62,7 +74,7 @@ def build_geometry(counts: dict[str, int], depth: int = 12, width: int = 10):
     """
     rois, ijk, hemi = [], [], []
     cursor = {-1: 0, 1: 0}  # next free linear slot per hemisphere
-    for name in ROI_ORDER:
+    for name in roi_order(counts):
         n = counts[name]
         for h, share in ((-1, n // 2), (1, n - n // 2)):
             for k in range(share):
@@ -90,7 +102,7 @@ def build_voxel_model(
     channel_w = np.zeros((n, 10))
     semantic_w = np.zeros((n, d_semantic))
     category_w = np.zeros((n, d_category))
-    for name in ROI_ORDER:
+    for name in roi_order(counts):
         idx = np.flatnonzero(roi == name)
         if name in EARLY:
             # retinotopy: dorsal/ventral position (z) -> polar angle, position within the
@@ -105,6 +117,12 @@ def build_voxel_model(
             a, b = PRF_SIZE[name]
             prf_sigma[idx] = (a + b * ecc) * np.exp(rng.normal(0, 0.1, len(idx)))
             channel_w[idx] = rng.dirichlet(CHANNEL_PREF[name], size=len(idx))
+        elif name in OPTIONAL:  # a scene network: one profile per area shared by its voxels, plus their own
+            mix, share = SEMANTIC_MIX[name], NETWORK_SHARE
+            for w, d, scale in ((semantic_w, d_semantic, mix), (category_w, d_category, 1 - mix)):
+                common = rng.normal(size=d)
+                own = rng.normal(size=(len(idx), d))
+                w[idx] = scale * (np.sqrt(share) * common + np.sqrt(1 - share) * own) / np.sqrt(d)
         else:
             mix = SEMANTIC_MIX[name]
             semantic_w[idx] = mix * rng.normal(size=(len(idx), d_semantic)) / np.sqrt(d_semantic)
