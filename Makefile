@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml envs/constraints.txt
 # Run the embedded default end to end, then render the HTML report.
 run: setup
 	$(VENV)/bin/snakemake --cores $(CORES) --max-threads $(JOB_THREADS)
-	$(VENV)/bin/snakemake --report results/report.html
+	$(VENV)/bin/snakemake --report results/report.html --report-metadata results/report/metadata.yaml
 	@echo "Report: results/report.html"
 
 # The test suite (unit tests, workflow tests on the smoke config, lint).

@@ -2,6 +2,7 @@
 import copy
 import os
 import sys
+from pathlib import Path
 
 from snakemake.common.configfile import load_configfile
 from snakemake.utils import min_version, update_config
@@ -42,7 +43,12 @@ except InputError as exc:
     raise WorkflowError(str(exc)) from None
 
 
-report: "workflow/report/workflow.rst"
+# The report's landing text: the summary of the reproduction cards once rule report_summary has
+# written it (relative to the working directory), else the workflow's description.
+_SUMMARY = Path("results/report/summary.rst").resolve()
+
+
+report: str(_SUMMARY) if _SUMMARY.is_file() else "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"

@@ -145,19 +145,27 @@ def test_trained_methods_of_papers_002_and_000_reach_metrics_and_report(smoke_ru
         summary = list(csv.DictReader(fh))
     assert {r["stage"] for r in summary} >= {"encoder", "attention_decoder", "label_maps", "ssl/decoder", "cad/cad-ldm"}
     assert {r["quantity"] for r in summary} >= {"steps per s", "peak memory mib"}
-    for name in ("training_curves.png", "method_groups.png"):
+    for name in ("training/encdec.png", "training/cad.png", "method_groups.png"):  # one figure per family
         assert (smoke_run / "results" / "report" / name).stat().st_size > 10_000
+    assert not (smoke_run / "results" / "report" / "training" / "baselines.png").exists()  # trains nothing
     assert (smoke_run / "results" / "report" / "label_maps" / "simgod.png").exists()
 
 
 def test_report_renders_with_images_and_tables(smoke_run):
-    snakemake(smoke_run, "--report", "report.html", configfile=REPO / "config" / "smoke.yaml")
+    snakemake(smoke_run, "--report", "report.html", "--report-metadata", "results/report/metadata.yaml",
+              configfile=REPO / "config" / "smoke.yaml")  # fmt: skip
     html = (smoke_run / "report.html").read_text(errors="replace")
     assert len(html) > 100_000
-    for name in ("metrics.csv", "method_comparisons.csv", "unavailable_metrics.csv", "metrics.png", "simgod_sub-1_roi-VC.png",
-                 "training_curves.png", "training_summary.csv", "method_groups.png", "simgod.csv", "simnii.csv"):  # fmt: skip
+    for name in ("metrics.csv", "method_comparisons.csv", "unavailable_metrics.csv", "mindeye_offline.png",
+                 "gaziv2022.png", "simgod_sub-1_roi-VC.png", "encdec.png", "training_summary.csv",
+                 "method_groups.png", "simgod.csv", "simnii.csv", "000_foreground_attention.csv"):  # fmt: skip
         assert name in html, name
     assert "data:image/png;base64" in html or "image/png" in html
+    # it opens on the summary of the cards (the landing page needs metadata), sections in reading order
+    summary = (smoke_run / "results" / "report" / "summary.rst").read_text()
+    assert "- **000_foreground_attention** (`000_foreground_attention.csv`_): claims ✓" in summary
+    assert "000_foreground_attention</strong>" in html and "(all cards)" in html
+    assert html.index("1. Reproduction cards") < html.index("2. Metrics") < html.index("3. Reconstructions")
 
 
 def test_rerun_has_nothing_to_do_and_dry_run_shows_dag(smoke_run):

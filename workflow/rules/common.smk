@@ -263,8 +263,12 @@ def train_summary_targets():
     return sorted({p for paths in _hooked("train_summaries") for p in paths})
 
 
+def get_family_loss_logs(wildcards):
+    return sorted(set(RULE_HOOKS[wildcards.family]["loss_logs"]()))
+
+
 def get_training_report_inputs(wildcards):
-    inputs = {"logs": training_log_targets(), "summaries": train_summary_targets()}
+    inputs = {"summaries": train_summary_targets()}
     for extra in _hooked("report_inputs"):
         for key, paths in extra.items():
             inputs[key] = sorted(set(inputs.get(key, [])) | set(paths))
@@ -389,6 +393,12 @@ def ablation_groups():
     }
 
 
+def metrics_figure_targets():
+    """One metrics figure per protocol that some reconstruction is scored with."""
+    used = {p for *_, m in recon_units() for p in method_protocols(m)}
+    return [f"results/report/metrics/{p}.png" for p in PROTOCOLS if p in used]
+
+
 def ablation_targets():
     trained = {m for *_, m in recon_units()}
     if not any(m in trained for ms in ablation_groups().values() for m in ms):
@@ -400,7 +410,12 @@ def training_targets():
     """The report's training section, whenever some target trains a network."""
     if not training_log_targets():
         return []
-    return ["results/report/training_curves.png", "results/training_summary.csv"]
+    curves = [
+        f"results/report/training/{p}.png"
+        for p in PLUGINS
+        if RULE_HOOKS[p]["loss_logs"]()
+    ]
+    return curves + ["results/training_summary.csv"]
 
 
 def get_all_targets():
@@ -414,7 +429,8 @@ def get_all_targets():
         + grid_targets()
         + data_card_targets()
         + reproduction_card_targets()
-        + ["results/report/metrics.png"]
+        + (["results/report/summary.rst"] if reproduction_card_targets() else [])
+        + metrics_figure_targets()
         + ablation_targets()
         + sorted({p for paths in _hooked("targets") for p in paths})
         + training_targets()

@@ -45,7 +45,7 @@ rule plot_label_maps:
         figure=report(
             "results/report/label_maps/{dataset}.png",
             caption="../report/label_maps.rst",
-            category="F-attention",
+            category="5. F-attention",
             labels={"dataset": "{dataset}", "figure": "label maps"},
         ),
     log:

@@ -74,19 +74,19 @@ rule aggregate_metrics:
         table=report(
             "results/metrics.csv",
             caption="../report/metrics.rst",
-            category="Metrics",
+            category="2. Metrics",
             labels={"table": "all metrics"},
         ),
         comparisons=report(
             "results/method_comparisons.csv",
             caption="../report/comparisons.rst",
-            category="Metrics",
+            category="2. Metrics",
             labels={"table": "paired tests"},
         ),
         unavailable=report(
             "results/unavailable_metrics.csv",
             caption="../report/unavailable.rst",
-            category="Metrics",
+            category="2. Metrics",
             labels={"table": "unavailable metrics"},
         ),
     log:

@@ -10,7 +10,7 @@ rule reproduction_cards:
         report(
             "results/report/cards/{paper}.csv",
             caption="../report/reproduction_card.rst",
-            category="Reproduction cards",
+            category="1. Reproduction cards",
             labels={"paper": "{paper}", "table": "reproduction card"},
         ),
     log:
@@ -29,6 +29,24 @@ rule reproduction_cards:
         "../scripts/reproduction_cards.py"
 
 
+# The report's first page (the Snakefile's `report:` uses summary.rst once it exists) and the
+# metadata that makes Snakemake open the report on it: --report-metadata results/report/metadata.yaml
+rule report_summary:
+    input:
+        cards=reproduction_card_targets(),
+    output:
+        rst="results/report/summary.rst",
+        metadata="results/report/metadata.yaml",
+    log:
+        "results/logs/report_summary/report_summary.log",
+    benchmark:
+        "results/benchmarks/report_summary/report_summary.tsv"
+    conda:
+        "../../envs/fmrirecon.yaml"
+    script:
+        "../scripts/report_summary.py"
+
+
 rule plot_reconstructions:
     input:
         unpack(get_grid_inputs),
@@ -36,7 +54,7 @@ rule plot_reconstructions:
         report(
             "results/report/grids/{dataset}_sub-{subject}_roi-{roi}.png",
             caption="../report/grid.rst",
-            category="Reconstructions",
+            category="3. Reconstructions",
             subcategory="{dataset}",
             labels={"subject": "{subject}", "ROI": "{roi}"},
         ),
@@ -59,7 +77,7 @@ rule data_card:
         report(
             "results/report/data_cards/{dataset}.csv",
             caption="../report/data_card.rst",
-            category="Data",
+            category="6. Data",
             labels={"dataset": "{dataset}", "table": "data card"},
         ),
     log:
@@ -79,35 +97,53 @@ rule plot_metrics:
         "results/metrics.csv",
     output:
         report(
-            "results/report/metrics.png",
+            "results/report/metrics/{protocol}.png",
             caption="../report/metrics_chart.rst",
-            category="Metrics",
-            labels={"figure": "bar charts"},
+            category="2. Metrics",
+            labels={"protocol": "{protocol}", "figure": "metrics per method"},
         ),
     log:
-        "results/logs/plot_metrics/plot_metrics.log",
+        "results/logs/plot_metrics/{protocol}.log",
     benchmark:
-        "results/benchmarks/plot_metrics/plot_metrics.tsv"
+        "results/benchmarks/plot_metrics/{protocol}.tsv"
+    wildcard_constraints:
+        protocol=_alternatives(PROTOCOLS),
     conda:
         "../../envs/fmrirecon.yaml"
     script:
         "../scripts/plot_metrics.py"
 
 
+rule plot_training_curves:
+    input:
+        get_family_loss_logs,
+    output:
+        report(
+            "results/report/training/{family}.png",
+            caption="../report/training_curves.rst",
+            category="4. Training",
+            labels={"family": "{family}", "figure": "loss curves"},
+        ),
+    log:
+        "results/logs/plot_training_curves/{family}.log",
+    benchmark:
+        "results/benchmarks/plot_training_curves/{family}.tsv"
+    wildcard_constraints:
+        family=_alternatives(PLUGINS),
+    conda:
+        "../../envs/fmrirecon.yaml"
+    script:
+        "../scripts/plot_training_curves.py"
+
+
 rule plot_training:
     input:
         unpack(get_training_report_inputs),
     output:
-        curves=report(
-            "results/report/training_curves.png",
-            caption="../report/training_curves.rst",
-            category="Training",
-            labels={"figure": "loss curves"},
-        ),
         summary=report(
             "results/training_summary.csv",
             caption="../report/training_summary.rst",
-            category="Training",
+            category="4. Training",
             labels={"table": "training stages"},
         ),
     log:
@@ -127,7 +163,7 @@ rule plot_method_groups:
         report(
             "results/report/method_groups.png",
             caption="../report/method_groups.rst",
-            category="Metrics",
+            category="2. Metrics",
             labels={"figure": "ablations and ROIs"},
         ),
     log:

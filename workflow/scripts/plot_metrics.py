@@ -1,4 +1,4 @@
-"""Adapter for rule plot_metrics: bar charts of every metric with CIs, chance and controls."""
+"""Adapter for rule plot_metrics: one protocol's metrics per method with CIs, chance and controls."""
 
 import sys
 
@@ -6,4 +6,5 @@ sys.path.insert(0, snakemake.scriptdir + "/..")  # noqa: F821  (the fmrirecon pa
 from fmrirecon.runner import run_step  # noqa: E402
 from fmrirecon.report.figures import plot_metrics  # noqa: E402
 
-run_step(snakemake, plot_metrics, table=snakemake.input[0], output=snakemake.output[0])  # noqa: F821
+smk = snakemake  # noqa: F821
+run_step(smk, plot_metrics, table=smk.input[0], protocol=smk.wildcards.protocol, output=smk.output[0])

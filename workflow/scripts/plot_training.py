@@ -1,4 +1,4 @@
-"""Adapter for rule plot_training: loss curves and the table of the training stages."""
+"""Adapter for rule plot_training: the table of the training stages."""
 
 import sys
 
@@ -10,11 +10,9 @@ smk = snakemake  # noqa: F821
 run_step(
     smk,
     training_report,
-    logs=list(smk.input.logs),
     summaries=list(smk.input.summaries),
     accuracy=list(smk.input.get("accuracy", [])),
     attention=list(smk.input.get("attention", [])),
     labels=list(smk.input.get("labels", [])),
-    curves=smk.output.curves,
     summary=smk.output.summary,
 )

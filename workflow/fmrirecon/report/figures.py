@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import logging
 import math
+import re
 from pathlib import Path
 
 import matplotlib
@@ -15,6 +16,7 @@ import numpy as np  # noqa: E402
 
 from ..data import prepared  # noqa: E402
 from ..data.atomic import atomic_path  # noqa: E402
+from ..methods import RESERVED_FOLDERS  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -70,48 +72,99 @@ def _num(x) -> float:
         return math.nan
 
 
-def plot_metrics(table: str, output: str) -> None:
-    """One panel per (protocol, metric): methods and controls as bars with 95% CIs, chance dashed.
+def _metric_rows(rows: list[dict], protocol: str, metric: str) -> tuple[list[tuple], str]:
+    """The rows of one panel: per (dataset, ROI, method) of each dataset's first subject, the
+    method's value and CI and its shuffled-id control; and the subjects shown (for the title)."""
+    sel = [r for r in rows if r["protocol"] == protocol and r["metric"] == metric]
+    first = {}
+    for r in sel:
+        first[r["dataset"]] = min(first.get(r["dataset"], r["subject"]), r["subject"])
+    sel = [r for r in sel if r["subject"] == first[r["dataset"]]]
+    keyed: dict[tuple, dict] = {}
+    for r in sel:
+        keyed.setdefault((r["dataset"], r["roi"], r["method"]), {})[r["control"]] = r
+    shown = ", ".join(f"{d} sub-{s}" for d, s in sorted(first.items()))
+    return sorted(keyed.items()), shown
 
-    Bars are grouped by ROI for the first subject of each dataset; the shuffled-id control of
-    each method is drawn hatched beside it.
+
+METHOD_COLOUR = "#4c72b0"
+#: colours of the control families' rows (their ``Family.control`` labels, in sorted order)
+CONTROL_COLOURS = ("#55a868", "#dd8452", "#8172b3", "#937860")
+
+
+def _control_colours(controls: set[str]) -> dict[str, str]:
+    """metrics.csv ``control`` label -> colour: methods (``none``) blue, each control family its own
+    colour (``shuffled_ids`` is drawn as a hollow grey diamond instead)."""
+    others = sorted(controls - {"none", "shuffled_ids"})
+    return {"none": METHOD_COLOUR} | {c: CONTROL_COLOURS[i % len(CONTROL_COLOURS)] for i, c in enumerate(others)}
+
+
+def plot_metrics(table: str, protocol: str, output: str) -> None:
+    """One figure per protocol, one panel per metric: a row per method and ROI (each dataset's
+    first subject), the value as a dot with its 95% CI, the same reconstructions scored against
+    shuffled image ids as a hollow grey diamond, the chance level as a dashed line.
+
+    Rows are labelled ``method · ROI`` (and the dataset when several are shown) on the shared
+    vertical axis, so no label overprints another however many methods there are.
     """
-    rows = [r for r in _read_rows(table) if r["value"] not in ("", "None")]
-    panels = sorted({(r["protocol"], r["metric"]) for r in rows})
-    if not panels:
+    rows = [r for r in _read_rows(table) if r["value"] not in ("", "None") and r["protocol"] == protocol]
+    metrics = sorted({r["metric"] for r in rows})
+    if not metrics:
         fig = plt.figure(figsize=(4, 1))
-        fig.text(0.5, 0.5, "no metrics", ha="center")
+        fig.text(0.5, 0.5, f"no metrics for {protocol}", ha="center")
         with atomic_path(output) as tmp:
             fig.savefig(tmp, format="png")
+        plt.close(fig)
         return
-    ncol = 3
-    nrow = math.ceil(len(panels) / ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(5.2 * ncol, 2.8 * nrow), squeeze=False)
-    for ax, (protocol, metric) in zip(axes.ravel(), panels):
-        sel = [r for r in rows if r["protocol"] == protocol and r["metric"] == metric]
-        first = sorted({(r["dataset"], r["subject"]) for r in sel})[0]
-        sel = [r for r in sel if (r["dataset"], r["subject"]) == first]
-        labels, vals, lo, hi, hatch = [], [], [], [], []
-        for r in sorted(sel, key=lambda r: (r["roi"], r["method"], r["control"] == "shuffled_ids")):
-            tag = f"{r['method']}\n{r['roi']}" + (" shuf" if r["control"] == "shuffled_ids" else "")
-            labels.append(tag)
-            v = _num(r["value"])
-            vals.append(v)
-            lo.append(v - _num(r["ci_low"]) if not math.isnan(_num(r["ci_low"])) else 0)
-            hi.append(_num(r["ci_high"]) - v if not math.isnan(_num(r["ci_high"])) else 0)
-            hatch.append("//" if r["control"] == "shuffled_ids" else "")
-        x = np.arange(len(vals))
-        bars = ax.bar(x, vals, yerr=[np.maximum(lo, 0), np.maximum(hi, 0)], capsize=2, color="#4c72b0")
-        for b, h in zip(bars, hatch):
-            if h:
-                b.set_hatch(h)
-                b.set_color("#bbbbbb")
-        chance = [_num(r["chance"]) for r in sel if not math.isnan(_num(r["chance"]))]
+    keys = sorted({k for m in metrics for k, _ in _metric_rows(rows, protocol, m)[0]})
+    several = len({d for d, _, _ in keys}) > 1
+    labels = [(f"{d} · " if several else "") + f"{method} · {roi}" for d, roi, method in keys]
+    pos = {k: len(keys) - 1 - i for i, k in enumerate(keys)}  # first key on top
+    ncol = min(3, len(metrics))
+    nrow = math.ceil(len(metrics) / ncol)
+    height = 0.6 + 0.22 * len(keys)
+    colours = _control_colours({r["control"] for r in rows})
+    fig, axes = plt.subplots(nrow, ncol, figsize=(2.2 + 3.3 * ncol, height * nrow), squeeze=False, sharey=True)
+    for ax, metric in zip(axes.ravel(), metrics):
+        panel, shown = _metric_rows(rows, protocol, metric)
+        for key, by_control in panel:
+            y = pos[key]
+            for control, r in by_control.items():
+                if control == "shuffled_ids":
+                    continue
+                colour = colours[control]
+                v, lo, hi = _num(r["value"]), _num(r["ci_low"]), _num(r["ci_high"])
+                if not (math.isnan(lo) or math.isnan(hi)):
+                    ax.plot([lo, hi], [y, y], color=colour, lw=1.2)
+                ax.plot(v, y, "o", color=colour, ms=4.5)
+            c = by_control.get("shuffled_ids")
+            if c is not None:
+                ax.plot(_num(c["value"]), y, "D", mfc="none", mec="#888888", ms=4.5)
+        chance = [_num(r["chance"]) for r in rows if r["metric"] == metric and not math.isnan(_num(r["chance"]))]
         if chance:
-            ax.axhline(chance[0], ls="--", color="k", lw=0.8)
-        ax.set_xticks(x, labels, fontsize=6)
-        ax.set_title(f"{protocol}: {metric}\n{first[0]} sub-{first[1]}", fontsize=8)
-    _save_panels(fig, axes, len(panels), output)
+            ax.axvline(chance[0], ls="--", color="k", lw=0.8)
+        ax.set_title(metric, fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(axis="x", lw=0.3, alpha=0.5)
+        ax.set_ylim(-0.7, len(keys) - 0.3)
+    for ax in axes[:, 0]:
+        ax.set_yticks(range(len(keys)), labels[::-1], fontsize=7)
+    handles = [
+        plt.Line2D([], [], color=colour, marker="o", lw=1.2,
+                   label="method (95% CI)" if control == "none" else f"control: {control}")
+        for control, colour in colours.items()
+    ] + [  # fmt: skip
+        plt.Line2D([], [], color="#888888", marker="D", mfc="none", lw=0, label="shuffled-id control"),
+        plt.Line2D([], [], color="k", ls="--", lw=0.8, label="chance"),
+    ]
+    fig.legend(handles=handles, loc="upper right", fontsize=7, ncol=len(handles), frameon=False)
+    fig.suptitle(f"{protocol} ({shown})", fontsize=9, x=0.01, ha="left")
+    for ax in axes.ravel()[len(metrics):]:
+        ax.axis("off")
+    fig.tight_layout(rect=(0, 0, 1, 0.97 if nrow > 1 else 0.93))
+    with atomic_path(output) as tmp:
+        fig.savefig(tmp, format="png", dpi=80)
+    plt.close(fig)
 
 
 def plot_label_map_file(images: str, maps: str, summary: str, output: str) -> None:
@@ -163,25 +216,64 @@ def _read_tsv(path: str) -> dict[str, list[float]]:
     return cols
 
 
-def plot_training_curves(logs: list[str], output: str) -> None:
-    """Per-epoch losses of every training job (one panel per job, every loss term a line)."""
-    logs = sorted(logs)
-    ncol = 4
-    nrow = max(1, math.ceil(len(logs) / ncol))
-    fig, axes = plt.subplots(nrow, ncol, figsize=(3.4 * ncol, 2.3 * nrow), squeeze=False)
-    for ax, path in zip(axes.ravel(), logs):
-        cols = _read_tsv(path)
-        epoch = cols.get("epoch", [])
-        for key, vals in cols.items():
-            if key in ("epoch", "step", "lr", "wall_s") or key.endswith("/lr"):
-                continue
-            ax.plot(epoch, vals, marker=".", lw=1, label=key, ls="-" if key == "loss" else "--")
-        parts = Path(path).parts
-        ax.set_title("/".join(parts[-4:-1]) if len(parts) >= 4 else path, fontsize=6)
-        ax.set_xlabel("epoch", fontsize=6)
+_HASH = re.compile(r"-[0-9a-f]{12}$")  # the settings hash of a shared stage's file name
+_SKIP_COLUMNS = ("epoch", "step", "lr", "wall_s")
+
+
+def training_stage(path: str) -> tuple[str, str]:
+    """(stage, unit) of a loss log, for titles and legends.
+
+    ``results/<d>/sub-<s>/roi-<r>/<folder>/losses.tsv`` -> (``<folder>``, ``<d> sub-<s> <r>``);
+    ``…/<folder>/<stage>-<hash>.losses.tsv`` -> (``<folder>: <stage>``, unit), or ``shared:
+    <stage>`` when the folder is a shared one (``models``); a dataset-level
+    ``results/<d>/models/<stage>-<hash>.losses.tsv`` -> (``shared: <stage>``, ``<d>``).
+    """
+    parts = Path(path).parts
+    name = Path(path).name
+    stage = _HASH.sub("", name[: -len(".losses.tsv")]) if name.endswith(".losses.tsv") else ""
+    subj = next((k for k, q in enumerate(parts) if q.startswith("sub-")), None)
+    if subj is None:
+        dataset = parts[parts.index("results") + 1] if "results" in parts else parts[0]
+        return f"shared: {stage or parts[-2]}", dataset
+    unit = f"{parts[subj - 1]} {parts[subj]} {parts[subj + 1][4:]}"
+    folder = parts[subj + 2]
+    if stage and folder in RESERVED_FOLDERS:  # a stage shared by the subject's methods
+        return f"shared: {stage}", unit
+    return (f"{folder}: {stage}" if stage else folder), unit
+
+
+def plot_training_curves(logs: list[str], output: str, family: str = "") -> None:
+    """One family's training losses: a panel per stage (a method's folder, or a stage shared by
+    its methods), the total loss of every (dataset, subject, ROI) it trained for as a solid line
+    against optimiser steps; with a single unit its weighted loss terms are drawn dashed too. A
+    log of one epoch is a single point, marked and labelled as such."""
+    stages: dict[str, list[tuple[str, dict]]] = {}
+    for path in sorted(logs):
+        stage, unit = training_stage(path)
+        stages.setdefault(stage, []).append((unit, _read_tsv(path)))
+    ncol = min(4, max(1, len(stages)))
+    nrow = max(1, math.ceil(len(stages) / ncol))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol, 2.5 * nrow), squeeze=False)
+    for ax, (stage, runs) in zip(axes.ravel(), sorted(stages.items())):
+        single_epoch = True
+        for unit, cols in runs:
+            x = cols.get("step") or cols.get("epoch", [])
+            single_epoch &= len(x) <= 1
+            terms = [k for k in cols if k not in _SKIP_COLUMNS and not k.endswith("/lr")]
+            if "loss" in cols:
+                ax.plot(x, cols["loss"], marker=".", lw=1.4, label=unit if len(runs) > 1 else "loss")
+            if len(runs) == 1:
+                for key in terms:
+                    if key != "loss":
+                        ax.plot(x, cols[key], marker=".", lw=0.8, ls="--", label=key)
+        title = stage + (" (one epoch logged)" if single_epoch else "")
+        ax.set_title(title, fontsize=7)
+        ax.set_xlabel("optimiser step", fontsize=6)
         ax.tick_params(labelsize=6)
-        ax.legend(fontsize=5)
-    _save_panels(fig, axes, len(logs), output)
+        ax.legend(fontsize=5, title=runs[0][0] if len(runs) == 1 else None, title_fontsize=5)
+    if family:
+        fig.suptitle(f"training losses: family plugin {family}", fontsize=9, x=0.01, ha="left")
+    _save_panels(fig, axes, len(stages), output)
 
 
 def plot_method_groups(table: str, groups: dict[str, list[str]], rois: dict[str, list[str]], output: str) -> None:
@@ -189,9 +281,9 @@ def plot_method_groups(table: str, groups: dict[str, list[str]], rois: dict[str,
 
     For each family: one row of panels. ``groups[family]`` are its methods (full method first);
     the left panels compare them on their common ROI, the right ones compare the ROIs
-    ``rois[family]`` of the full method. Every bar has its shuffled-id control (hatched) beside
-    it and the chance level dashed; one bar per subject (mean over subjects shown as the bar,
-    subjects as dots).
+    ``rois[family]`` of the full method. A row per method (or ROI): each subject's score as a small
+    dot and their mean as a large one, the shuffled-id control as hollow diamonds on the same row,
+    the chance level dashed.
     """
     rows = [r for r in _read_rows(table) if r["value"] not in ("", "None")]
     panels = []
@@ -201,11 +293,9 @@ def plot_method_groups(table: str, groups: dict[str, list[str]], rois: dict[str,
             panels.append((family, "ablation", protocol, metric, methods))
             if len(rois.get(family, [])) > 1:
                 panels.append((family, "roi", protocol, metric, methods[:1]))
-    if not panels:
-        panels = []
     ncol = 4
     nrow = max(1, math.ceil(len(panels) / ncol))
-    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 2.9 * nrow), squeeze=False)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.4 * ncol, 2.6 * nrow), squeeze=False)
     for ax, (family, kind, protocol, metric, methods) in zip(axes.ravel(), panels):
         sel = [r for r in rows if r["protocol"] == protocol and r["metric"] == metric and r["method"] in methods]
         if kind == "ablation":
@@ -216,25 +306,36 @@ def plot_method_groups(table: str, groups: dict[str, list[str]], rois: dict[str,
         else:
             keys = [(methods[0], roi) for roi in rois[family]]
             title = f"{methods[0]} by ROI"
-        labels, x = [], 0
-        for method, roi in keys:
-            for control in ("none", "shuffled_ids"):
+        for i, (method, roi) in enumerate(keys):
+            y = len(keys) - 1 - i  # first (the full method, or the first ROI) on top
+            for control, style in (("none", dict(marker="o", color=METHOD_COLOUR)),
+                                   ("shuffled_ids", dict(marker="D", mfc="none", mec="#888888", color="#888888"))):  # fmt: skip
                 vals = [_num(r["value"]) for r in sel if r["method"] == method and r["roi"] == roi and r["control"] == control]
                 if not vals:
                     continue
-                ax.bar(x, np.mean(vals), color="#bbbbbb" if control != "none" else "#4c72b0",
-                       hatch="//" if control != "none" else "")  # fmt: skip
-                ax.plot([x] * len(vals), vals, "k.", ms=3)
-                labels.append((x, (method if kind == "ablation" else roi) + (" shuf" if control != "none" else "")))
-                x += 1
-            x += 0.4
+                ax.plot(vals, [y] * len(vals), ls="none", ms=3, alpha=0.6, **style)  # one per subject
+                ax.plot([np.mean(vals)], [y], ls="none", ms=7, **style)  # their mean
         chance = [_num(r["chance"]) for r in sel if not math.isnan(_num(r["chance"]))]
         if chance:
-            ax.axhline(chance[0], ls="--", color="k", lw=0.8)
-        ax.set_xticks([p for p, _ in labels], [t for _, t in labels], fontsize=6, rotation=30, ha="right")
+            ax.axvline(chance[0], ls="--", color="k", lw=0.8)
+        names = [method if kind == "ablation" else roi for method, roi in keys]
+        ax.set_yticks(range(len(keys)), names[::-1], fontsize=7)
+        ax.set_ylim(-0.7, len(keys) - 0.3)
         ax.set_title(f"{title}\n{protocol}: {metric}", fontsize=7)
-        ax.tick_params(axis="y", labelsize=6)
-    _save_panels(fig, axes, len(panels), output)
+        ax.tick_params(axis="x", labelsize=6)
+        ax.grid(axis="x", lw=0.3, alpha=0.5)
+    handles = [
+        plt.Line2D([], [], color=METHOD_COLOUR, marker="o", ls="none", label="method (large: mean of subjects)"),
+        plt.Line2D([], [], color="#888888", marker="D", mfc="none", ls="none", label="shuffled-id control"),
+        plt.Line2D([], [], color="k", ls="--", lw=0.8, label="chance"),
+    ]
+    fig.legend(handles=handles, loc="upper right", fontsize=7, ncol=3, frameon=False)
+    for ax in axes.ravel()[len(panels):]:
+        ax.axis("off")
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.25 / (2.6 * nrow)))
+    with atomic_path(output) as tmp:
+        fig.savefig(tmp, format="png", dpi=80)
+    plt.close(fig)
 
 
 def _common_roi(rows: list[dict], methods: list[str]) -> str:

@@ -1,4 +1,4 @@
-"""The report's training section: loss curves, encoder accuracy, F-attention decoding quality."""
+"""The report's training table: throughput, settings, encoder accuracy, F-attention decoding quality."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import numpy as np
 
 from ..data.atomic import atomic_path
 from ..methods import RESERVED_FOLDERS
-from .figures import plot_training_curves
 
 
 def _unit(path: str) -> tuple[str, str, str]:
@@ -43,11 +42,11 @@ def _flatten(settings: dict, prefix: str = "") -> list[tuple[str, object]]:
     return out
 
 
-def training_report(logs: list[str], summaries: list[str], curves: str, summary: str,
-                    accuracy: list[str] = (), attention: list[str] = (), labels: list[str] = ()) -> None:  # fmt: skip
-    """Plot every loss log; tabulate each training stage's throughput and peak memory, and the
-    stage-level checks the families provide (encoder test accuracy, decoded F-attention IoU)."""
-    plot_training_curves(logs, curves)
+def training_report(summaries: list[str], summary: str, accuracy: list[str] = (), attention: list[str] = (),
+                    labels: list[str] = ()) -> None:  # fmt: skip
+    """Tabulate each training stage's throughput and peak memory, its resolved settings, and the
+    stage-level checks the families provide (encoder test accuracy, decoded F-attention IoU).
+    The loss curves are :func:`.figures.plot_training_curves`, one figure per family."""
     rows = []
     for path in summaries:
         with open(path) as fh:
