@@ -98,6 +98,8 @@ def test_training_stage_names_and_one_figure(tmp_path):
     assert training_stage("results/d/sub-1/roi-VC/models/cad-fmri_mae-fb24c6f376db.losses.tsv") == (
         "shared: cad-fmri_mae", "d sub-1 VC")  # fmt: skip
     assert training_stage("/w/results/d/models/cad-ldm-dda68d3149be.losses.tsv") == ("shared: cad-ldm", "d")
+    assert training_stage("results/pools/hcp/models/cad-fmri_mae-0123456789ab.losses.tsv") == (
+        "shared: cad-fmri_mae", "pool hcp")  # fmt: skip
     logs = []
     for s in ("1", "2"):
         log = tmp_path / "results" / "d" / f"sub-{s}" / "roi-VC" / "ssl" / "losses.tsv"

@@ -1,7 +1,7 @@
 """The NSD path through Snakemake: ``config/nsd-sim.yaml`` builds its DAG, and a smaller copy (one
 subject, ``nsdgeneral``, a smaller tree, the smoke config's training budgets) runs from the
-simulator through the nsd reader, the reference decoder, the floor, the oracle and the trained
-methods of papers 002, 000 and 001 to the ``mindeye_offline`` metrics and the data card."""
+simulator through the nsd reader, the reference decoder, the floor, the oracle and a trained method
+(paper 002's ``ssl``) to the ``mindeye_offline`` metrics and the data card."""
 
 from __future__ import annotations
 
@@ -18,7 +18,10 @@ REPO = Path(__file__).resolve().parents[2]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 CONFIG = REPO / "config" / "nsd-sim.yaml"
 METHODS = ("ridge", "mean-image", "oracle")
-TRAINED = ("ssl", "loopencdec", "cad")  # one method per trained family (ablations differ only in settings)
+#: a trained method through the NSD path: ssl, whose E-D term is off for want of an unpaired pool on
+#: NSD. The families are format-blind after mask_roi (test_plugins), so loopencdec and cad are run
+#: end to end on the smoke config (and on this config by the full nsd-sim.yaml run, README), not here.
+TRAINED = ("ssl",)
 #: config/smoke.yaml's training budgets: every code path, not a converged model
 BUDGETS = {k: v for k, v in yaml.safe_load((REPO / "config" / "smoke.yaml").read_text()).items()
            if k in ("encoder", "attention_decoder", "ssl", "loopencdec", "cad")}  # fmt: skip
@@ -116,13 +119,13 @@ def test_mindeye_metrics_rank_the_oracle_and_the_decoder_above_the_floor(nsd_run
 
 
 def test_the_trained_methods_run_on_nsd_and_the_data_card_says_what_was_read(nsd_run):
-    """Papers 002, 000 and 001 go through the NSD path (smoke budgets: no claim about their quality
-    here), and the data card gives the splits, repeats, voxels and sessions of the run."""
+    """A trained method goes through the NSD path (smoke budgets: no claim about its quality here),
+    and the data card gives the splits, repeats, voxels and sessions of the run."""
     import pandas as pd
 
     work, _ = nsd_run
     unit = work / "results/simnsd/sub-1/roi-nsdgeneral"
-    for method, family in zip(TRAINED, ("ssl", "loopencdec", "cad")):
+    for method, family in zip(TRAINED, ("ssl",), strict=True):
         js = json.loads((unit / method / "metrics-mindeye_offline.json").read_text())
         assert js["context"]["protocol"] == "mindeye_offline" and js["context"]["family"] == family, method
         assert 0 <= js["metrics"]["effnet_block4_2way"]["value"] <= 1

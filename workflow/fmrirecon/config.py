@@ -153,6 +153,9 @@ def _check_cross_references(config: dict) -> None:
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
         raise InputError(f"config error at datasets: duplicate dataset name(s) {duplicated}")
+    from .data.pools import check_pools
+
+    check_pools(config)  # before the methods: a method may name a pool
     sim = config["simulation"]
     from .data.simulation import check_simulated, design_of, nsd_design, simulated_rois
     from .data.simulation.images import N_CATEGORY_KINDS

@@ -40,6 +40,37 @@ rule pretrain_fmri_mae:
         "../scripts/pretrain_fmri_mae.py"
 
 
+# cad.fmri_mae.pool: phase 1 once on a pretraining pool (rule prepare_pool), in the pool's voxel
+# space; tune_cross_modal and the later stages bridge each subject to it.
+rule pretrain_fmri_mae_pool:
+    input:
+        pool="results/pools/{pool}/pool.h5",
+    output:
+        model="results/pools/{pool}/models/cad-fmri_mae-{key}.safetensors",
+        loss_log="results/pools/{pool}/models/cad-fmri_mae-{key}.losses.tsv",
+        train_summary="results/pools/{pool}/models/cad-fmri_mae-{key}.train.json",
+    log:
+        "results/logs/pretrain_fmri_mae_pool/{pool}_{key}.log",
+    benchmark:
+        "results/benchmarks/pretrain_fmri_mae_pool/{pool}_{key}.tsv"
+    wildcard_constraints:
+        key="[0-9a-f]{12}",
+    priority: 1
+    conda:
+        "../../envs/fmrirecon.yaml"
+    threads: 1
+    resources:
+        gpu=gpu_resource(),
+        mem_mb=get_mem_mb(8000),
+        runtime=get_runtime(240),
+    params:
+        settings=CAD.shared_settings("fmri_mae"),
+        precision=PRECISION,
+        seed=config["seed"],
+    script:
+        "../scripts/pretrain_fmri_mae_pool.py"
+
+
 rule pretrain_image_mae:
     input:
         images="results/{dataset}/images.h5",

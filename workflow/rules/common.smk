@@ -4,6 +4,7 @@
 import re
 
 from fmrirecon.config import config_hash, resolve_methods
+from fmrirecon.data.pools import pool_source
 from fmrirecon.data.readers import get_reader
 from fmrirecon.data.simulation import (
     design_settings,
@@ -29,6 +30,9 @@ METHODS = config["methods"]
 METHOD_SETTINGS = resolve_methods(config)
 FAMILY = {m: get_family(spec["family"]) for m, spec in METHODS.items()}
 PROTOCOLS = config["evaluation"]["protocols"]
+#: unlabeled pretraining pools (results/pools/<pool>/pool.h5), built when a method uses one
+POOLS = config["pools"]
+SIMULATED_POOLS = [n for n, p in POOLS.items() if p["format"] == "simulated"]
 PROTOCOL_SPECS = resolve_protocols(PROTOCOLS, config["evaluation"]["presets"])
 #: (network, resolution, layer) of the ground-truth features every protocol shares (rule truth_features)
 TRUTH_FEATURE_PLAN = feature_plan(PROTOCOL_SPECS.values())
@@ -45,6 +49,7 @@ wildcard_constraints:
     protocol=_alternatives(PROTOCOLS),
     subject=_alternatives(s for d in DATASETS.values() for s in d["subjects"]),
     roi=_alternatives(r for d in DATASETS.values() for r in d["rois"]),
+    pool=_alternatives(POOLS),
 
 
 # -- datasets: everything format-specific comes from the dataset's reader ----------------------
@@ -136,6 +141,34 @@ def get_data_hash(wildcards):
     }
     sim = SIMULATION if ds["format"] == "simulated" else None
     return config_hash(ds, config["rois"], config["image_size"], config["seed"], sim)
+
+
+# -- pretraining pools: their own subjects and voxel space (fmrirecon.data.pools) ---------------
+def get_pool_source(wildcards):
+    """What rule prepare_pool reads and how it prepares it (files, areas, windows, patch size)."""
+    return pool_source(wildcards.pool, POOLS[wildcards.pool])
+
+
+def get_pool_inputs(wildcards):
+    """The generated folder of a simulated pool, else the pool's subject files."""
+    if wildcards.pool in SIMULATED_POOLS:
+        return [f"results/pools/{wildcards.pool}/raw"]
+    return get_pool_source(wildcards)["files"]
+
+
+def get_pool_hash(wildcards):
+    """Provenance hash of the pool's entry (and the seed, for a simulated pool)."""
+    seed = config["seed"] if wildcards.pool in SIMULATED_POOLS else None
+    return config_hash(POOLS[wildcards.pool], seed)
+
+
+def get_pool_simulation(wildcards):
+    spec = POOLS[wildcards.pool]
+    return {
+        "simulation": spec["simulation"],
+        "subjects": spec["subjects"],
+        "rois": spec["rois"],
+    }
 
 
 # -- methods: everything family-specific comes from the family registry ----------------------

@@ -70,3 +70,48 @@ rule mask_roi:
         config_hash=get_data_hash,
     script:
         "../scripts/mask_roi.py"
+
+
+# An unlabeled pretraining pool (config `pools:`), built only when a method pretrains on it.
+rule simulate_pool:
+    output:
+        directory("results/pools/{pool}/raw"),
+    log:
+        "results/logs/simulate_pool/{pool}.log",
+    benchmark:
+        "results/benchmarks/simulate_pool/{pool}.tsv"
+    wildcard_constraints:
+        pool=_alternatives(SIMULATED_POOLS),
+    conda:
+        "../../envs/fmrirecon.yaml"
+    threads: 1
+    resources:
+        mem_mb=get_mem_mb(2000),
+        runtime=get_runtime(20),
+    params:
+        pool=get_pool_simulation,
+        seed=config["seed"],
+    script:
+        "../scripts/simulate_pool.py"
+
+
+rule prepare_pool:
+    input:
+        get_pool_inputs,
+    output:
+        "results/pools/{pool}/pool.h5",
+    log:
+        "results/logs/prepare_pool/{pool}.log",
+    benchmark:
+        "results/benchmarks/prepare_pool/{pool}.tsv"
+    conda:
+        "../../envs/fmrirecon.yaml"
+    threads: 1
+    resources:
+        mem_mb=get_mem_mb(16000),
+        runtime=get_runtime(60),
+    params:
+        source=get_pool_source,
+        config_hash=get_pool_hash,
+    script:
+        "../scripts/prepare_pool.py"

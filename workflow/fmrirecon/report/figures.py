@@ -226,15 +226,18 @@ def training_stage(path: str) -> tuple[str, str]:
     ``results/<d>/sub-<s>/roi-<r>/<folder>/losses.tsv`` -> (``<folder>``, ``<d> sub-<s> <r>``);
     ``…/<folder>/<stage>-<hash>.losses.tsv`` -> (``<folder>: <stage>``, unit), or ``shared:
     <stage>`` when the folder is a shared one (``models``); a dataset-level
-    ``results/<d>/models/<stage>-<hash>.losses.tsv`` -> (``shared: <stage>``, ``<d>``).
+    ``results/<d>/models/<stage>-<hash>.losses.tsv`` -> (``shared: <stage>``, ``<d>``), and a
+    pretraining pool's ``results/pools/<p>/models/…`` -> (``shared: <stage>``, ``pool <p>``).
     """
     parts = Path(path).parts
     name = Path(path).name
     stage = _HASH.sub("", name[: -len(".losses.tsv")]) if name.endswith(".losses.tsv") else ""
     subj = next((k for k, q in enumerate(parts) if q.startswith("sub-")), None)
     if subj is None:
-        dataset = parts[parts.index("results") + 1] if "results" in parts else parts[0]
-        return f"shared: {stage or parts[-2]}", dataset
+        top = parts.index("results") + 1 if "results" in parts else 0
+        if parts[top] == "pools" and len(parts) > top + 1:  # results/pools/<pool>/models/...
+            return f"shared: {stage or parts[-2]}", f"pool {parts[top + 1]}"
+        return f"shared: {stage or parts[-2]}", parts[top]
     unit = f"{parts[subj - 1]} {parts[subj]} {parts[subj + 1][4:]}"
     folder = parts[subj + 2]
     if stage and folder in RESERVED_FOLDERS:  # a stage shared by the subject's methods

@@ -27,7 +27,10 @@ def _stage_of(path: str) -> tuple[str, str, str, str]:
         d, s, roi = _unit(path)
         folder = parts[parts.index(f"sub-{s}") + 2]  # a method's folder, or a shared stage's
         return d, s, roi, stage if folder in RESERVED_FOLDERS else f"{folder}/{stage}"
-    return parts[parts.index("results") + 1] if "results" in parts else parts[0], "", "", stage
+    top = parts.index("results") + 1 if "results" in parts else 0
+    if parts[top] == "pools" and len(parts) > top + 1:  # a pretraining pool's stage: results/pools/<p>/
+        return f"pool {parts[top + 1]}", "", "", stage
+    return parts[top], "", "", stage
 
 
 def _flatten(settings: dict, prefix: str = "") -> list[tuple[str, object]]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 from .. import FAMILIES
-from .settings import shared_stage_table, stage_keys, stage_settings
+from .settings import fmri_pool, shared_stage_table, stage_keys, stage_settings
 
 
 class CadDag:
@@ -36,8 +36,14 @@ class CadDag:
 
     # inputs
     def fmri_mae(self, wildcards) -> str:
-        unit = f"results/{wildcards.dataset}/sub-{wildcards.subject}/roi-{wildcards.roi}"
-        return f"{unit}/models/cad-fmri_mae-{self.keys[wildcards.method]['fmri_mae']}.safetensors"
+        return self._fmri_mae_file(wildcards.dataset, wildcards.subject, wildcards.roi, wildcards.method, "safetensors")
+
+    def _fmri_mae_file(self, dataset: str, subject: str, roi: str, method: str, suffix: str) -> str:
+        """Phase 1's output: once per pool (``cad.fmri_mae.pool``), else per subject and ROI."""
+        key, pool = self.keys[method]["fmri_mae"], fmri_pool(self.settings[method])
+        if pool:
+            return f"results/pools/{pool}/models/cad-fmri_mae-{key}.{suffix}"
+        return f"results/{dataset}/sub-{subject}/roi-{roi}/models/cad-fmri_mae-{key}.{suffix}"
 
     def image_mae(self, wildcards) -> str:
         return f"results/{wildcards.dataset}/models/cad-image_mae-{self.keys[wildcards.method]['image_mae']}.safetensors"
@@ -63,7 +69,7 @@ class CadDag:
             k = self.keys[m]
             unit = f"results/{d}/sub-{s}/roi-{r}"
             files |= {
-                f"{unit}/models/cad-fmri_mae-{k['fmri_mae']}.{suffix}",
+                self._fmri_mae_file(d, s, r, m, suffix),
                 f"results/{d}/models/cad-image_mae-{k['image_mae']}.{suffix}",
                 f"{unit}/{m}/cad-cross_modal.{suffix}",
                 f"{unit}/{m}/cad-ldm.{suffix}",

@@ -27,7 +27,7 @@ from ...train.files import load_into, read_hparams, save_model
 from ...train.loop import step_seed
 from ...train.progress import Progress
 from ..common import SYMMETRIC, batched, fingerprint, to_uint8, write_reconstructions
-from .mae import finish, fit, fmri_tensor, load_fmri_mae, load_images
+from .mae import finish, fit, load_fmri_mae, load_images, subject_fmri
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +186,7 @@ def train_ldm(data: str, images: str, ldm_folder: str, fmri_encoder: str, settin
 
     s = settings["ldm"]
     d = prepared.read_subject_file(data)
-    v_all = fmri_tensor(d["train/fmri"])
+    v_all = subject_fmri(d["train/fmri"], read_hparams(fmri_encoder))  # bridged when pretrained on a pool
     rows = torch.from_numpy(np.asarray(d["train/image_index"], np.int64))
     torch.manual_seed(seed)  # the conditioner's new projections
     mae = load_fmri_mae(fmri_encoder, v_all.shape[1], where=f"{data} (fMRI encoder {fmri_encoder})")
@@ -234,9 +234,9 @@ def reconstruct_cad(data: str, images: str, ldm_folder: str, model: str, setting
 
     s = settings["sampling"]
     d = prepared.read_subject_file(data)
-    v_test = fmri_tensor(d["test/fmri"])
     stim = prepared.read_images_file(images, splits=("train", "test"), with_images=False)
     hp = read_hparams(model)
+    v_test = subject_fmri(d["test/fmri"], hp["fmri_encoder"])  # bridged when pretrained on a pool
     mae = FmriMAE.from_hparams(hp["fmri_encoder"])
     mae.check_fits(v_test.shape[1], f"{data} (model {model})")
     ldm, cond = _fmri_conditioned(ldm_folder, mae, {k: hp[k] for k in ("cross_attention_dim", "pooled_dim", "condition_tokens")})
@@ -283,4 +283,5 @@ def reconstruct_cad(data: str, images: str, ldm_folder: str, model: str, setting
         recon, imgs, d, stim.test.names, method=method, family="cad", seed=seed,
         transductive=bool(hp["fmri_encoder"].get("used_test_fmri", False)), sampler=s["sampler"],
         steps=int(s["steps"]), cad_size=settings["size"], cad_image_size=int(settings["image_size"]),
+        **({"cad_pool": hp["fmri_encoder"]["pool"]} if hp["fmri_encoder"].get("pool") else {}),
     )  # fmt: skip

@@ -5,6 +5,24 @@ Each function takes its stage's slice of one method's merged ``cad`` settings
 (:func:`.settings.stage_settings`), the ``training`` block, input and output paths. Every random
 draw of a step (masks, sparsification) comes from the step's generator, so a resumed run is
 bit-exact.
+
+Pretraining on a pool in another voxel space (``cad.fmri_mae.pool``, rule
+``pretrain_fmri_mae_pool``): phase 1 runs once on ``results/pools/<pool>/pool.h5`` (HCP as the
+paper, or the simulated HCP-like pool), the model built for the pool's padded voxel count; the
+subject is met only from phase 2 on. The two voxel spaces are bridged as CAD's code does
+(``vis_dec_neurips/code/phase2_finetune_cross.py``, the same lines as MinD-Vis'
+``stageA2_mbm_finetune.py``): the subject's vector, already wrap-padded to a multiple of the patch
+size, is wrap-padded further (``np.pad(..., 'wrap')``) up to the pretrained voxel count when it is
+shorter, and cut to its first ``n`` voxels when it is longer (:func:`bridge_voxels`). No voxel is
+matched to a pool voxel: the encoder's patches see the subject's voxels in the subject's order,
+and phase 2 adapts it. We bridge in every later stage (phase 2, ``train_ldm``, ``reconstruct_cad``),
+so the encoder always sees the grid it was trained on; CAD's ``ldm_finetune.py`` instead rebuilds
+the encoder at the subject's own length and interpolates its position embedding
+(``interpolate_pos_embed``, nearest), a difference we do not reproduce. The subject's samples are
+z-scored per sample on their own voxels (:func:`fmri_tensor`) before bridging, where CAD z-scores
+them with one scalar per subject; the pool's samples keep MinD-Vis' scalar z-score from
+``pool.h5`` and then get the same per-sample z-score, so both are on one scale. The models'
+hyper-parameters record ``pool``, ``pool_voxels``, ``subject_voxels`` and ``bridge``.
 """
 
 from __future__ import annotations
@@ -56,6 +74,40 @@ def fmri_tensor(x: np.ndarray) -> torch.Tensor:
     return (t - t.mean(1, keepdim=True)) / t.std(1, keepdim=True).clamp(min=1e-6)
 
 
+def bridge_voxels(x: np.ndarray | torch.Tensor, n_voxels: int, patch_size: int):
+    """(N, V) -> (N, n_voxels): CAD's bridge from a subject's voxels to a pretrained grid.
+
+    Step 1 wrap-pads V to a multiple of ``patch_size`` (the subject's own patching); step 2
+    wrap-pads that vector (cyclically, as ``np.pad(mode='wrap')``) up to ``n_voxels`` when it is
+    shorter, else keeps its first ``n_voxels`` entries.
+    """
+
+    def wrap(v, n):  # np.pad(v, ((0, 0), (0, n - V)), mode="wrap"): the vector repeated cyclically
+        reps = -(-n // v.shape[1])
+        return (v.repeat(1, reps) if isinstance(v, torch.Tensor) else np.tile(v, (1, reps)))[:, :n]
+
+    x = wrap(x, -(-x.shape[1] // patch_size) * patch_size)
+    return x[:, :n_voxels] if x.shape[1] >= n_voxels else wrap(x, n_voxels)
+
+
+def subject_fmri(x: np.ndarray, encoder: dict) -> torch.Tensor:
+    """A subject's (N, V) voxels as the fMRI encoder with hyper-parameters ``encoder`` takes them:
+    :func:`fmri_tensor`, then :func:`bridge_voxels` to the pool's grid when the encoder was
+    pretrained on a pool (unchanged otherwise; the caller checks the fit)."""
+    t = fmri_tensor(x)
+    if encoder.get("pool"):
+        t = bridge_voxels(t, int(encoder["n_voxels"]), int(encoder["patch_size"]))
+    return t
+
+
+def pool_fields(encoder: dict, subject_voxels: int) -> dict:
+    """The bridge's provenance carried into the next model's hyper-parameters (none without a pool)."""
+    if not encoder.get("pool"):
+        return {}
+    keys = ("pool", "pool_file", "pool_voxels", "bridge")
+    return {**{k: encoder[k] for k in keys if k in encoder}, "subject_voxels": int(subject_voxels)}
+
+
 def load_fmri(data: str, splits=("unlabeled", "train")) -> np.ndarray:
     d = prepared.read_subject_file(data)
     parts = []
@@ -91,6 +143,27 @@ def load_fmri_mae(path: str, n_voxels: int | None = None, where: str = "") -> Fm
 
 
 # -- phase 1: DC-MAE ----------------------------------------------------------------------------
+def _dc_mae_step(mae: FmriMAE, x: torch.Tensor, s: dict, device):
+    """One DC-MAE step on rows ``idx`` of ``x`` (eq. 3: two masked views of the sparsified sample)."""
+    ratio, tau = float(s["mask_ratio"]), float(s["tau"])
+
+    def step(idx, gen):
+        v = x[idx].to(device)
+        vs = _sparsify(v, float(s["sparsify"]), gen)
+        h1, r1, m1 = mae.encode(vs, ratio, gen)
+        h2, r2, m2 = mae.encode(vs, ratio, gen)
+        d1, d2 = mae.decode(h1, r1), mae.decode(h2, r2)
+        target = mae.pad(v)
+        out = double_contrastive(d1, d2, target, tau, float(s["gamma_c"]), float(s["gamma_s"]))
+        if s["gamma_rec"] > 0:
+            rec = 0.5 * (F.mse_loss(d1, target) + F.mse_loss(d2, target))
+            out["reconstruction"] = rec
+            out["loss"] = out["loss"] + float(s["gamma_rec"]) * rec
+        return out
+
+    return step
+
+
 def pretrain_fmri_mae(data: str, settings: dict, training: dict, checkpoint_dir: str, seed: int,
                       model: str, loss_log: str, train_summary: str = "") -> None:  # fmt: skip
     """Rule ``pretrain_fmri_mae``: DC-MAE on the unlabeled pool + training fMRI of one subject x ROI.
@@ -108,27 +181,46 @@ def pretrain_fmri_mae(data: str, settings: dict, training: dict, checkpoint_dir:
     mae = build_fmri_mae(settings, x.shape[1]).to(device)
     log.info("DC-MAE: %d samples x %d voxels -> %d patches of %d; %.2fM parameters", len(x), x.shape[1],
              mae.num_patches, mae.patch_size, sum(p.numel() for p in mae.parameters()) / 1e6)  # fmt: skip
-    ratio, tau = float(s["mask_ratio"]), float(s["tau"])
-
-    def step(idx, gen):
-        v = x[idx].to(device)
-        vs = _sparsify(v, float(s["sparsify"]), gen)
-        h1, r1, m1 = mae.encode(vs, ratio, gen)
-        h2, r2, m2 = mae.encode(vs, ratio, gen)
-        d1, d2 = mae.decode(h1, r1), mae.decode(h2, r2)
-        target = mae.pad(v)
-        out = double_contrastive(d1, d2, target, tau, float(s["gamma_c"]), float(s["gamma_s"]))
-        if s["gamma_rec"] > 0:
-            rec = 0.5 * (F.mse_loss(d1, target) + F.mse_loss(d2, target))
-            out["reconstruction"] = rec
-            out["loss"] = out["loss"] + float(s["gamma_rec"]) * rec
-        return out
-
+    step = _dc_mae_step(mae, x, s, device)
     fp = fingerprint("pretrain_fmri_mae", [settings["size"], s, splits], seed, [data], training, device)
     trainer, history = fit("pretrain_fmri_mae", {"mae": mae}, s, training, checkpoint_dir, fp, seed,
                            device, len(x), step)  # fmt: skip
     hp = {**mae.hparams(), "stage": "dc_mae", "settings": s, "n_samples": len(x),
           "used_test_fmri": "test" in splits, "source": str(data)}  # fmt: skip
+    save_model(model, {"mae": mae}, hp)
+    finish(trainer, history, loss_log, train_summary, settings)
+
+
+def pretrain_fmri_mae_pool(pool: str, settings: dict, training: dict, checkpoint_dir: str, seed: int,
+                           model: str, loss_log: str, train_summary: str = "") -> None:  # fmt: skip
+    """Rule ``pretrain_fmri_mae_pool``: DC-MAE once on a pool (``pool.h5`` of rule ``prepare_pool``),
+    in the pool's voxel space; phase 2 bridges each subject to it (:func:`bridge_voxels`).
+
+    Raises:
+        InputError: the pool's padded voxel count does not fill whole patches of the model.
+    """
+    s = settings["fmri_mae"]
+    from ...data.pools import read_pool
+
+    raw, attrs = read_pool(pool)
+    device = select_device(training["device"])
+    torch.manual_seed(seed)  # initial weights
+    mae = build_fmri_mae(settings, raw.shape[1]).to(device)
+    if raw.shape[1] % mae.patch_size:
+        raise InputError(f"{pool}: {raw.shape[1]} voxels (padded to patches of {attrs.get('patch_size')}) cannot be "
+                         f"patched by the fMRI MAE's {mae.patch_size}; set pools.{attrs.get('pool')}.patch_size "
+                         f"or cad.fmri_mae.patch_size so that they agree")  # fmt: skip
+    x = fmri_tensor(raw)
+    log.info("DC-MAE on pool %s: %d samples x %d voxels (%d before padding) -> %d patches of %d; %.2fM parameters",
+             attrs.get("pool"), len(x), x.shape[1], int(attrs.get("n_voxels", x.shape[1])), mae.num_patches,
+             mae.patch_size, sum(p.numel() for p in mae.parameters()) / 1e6)  # fmt: skip
+    step = _dc_mae_step(mae, x, s, device)
+    fp = fingerprint("pretrain_fmri_mae_pool", [settings["size"], s], seed, [pool], training, device)
+    trainer, history = fit("pretrain_fmri_mae_pool", {"mae": mae}, s, training, checkpoint_dir, fp, seed,
+                           device, len(x), step)  # fmt: skip
+    hp = {**mae.hparams(), "stage": "dc_mae", "settings": s, "n_samples": len(x), "used_test_fmri": False,
+          "source": str(pool), "pool": str(attrs.get("pool", "")), "pool_file": str(pool),
+          "pool_voxels": int(attrs.get("n_voxels", x.shape[1])), "bridge": "wrap_pad_or_truncate"}  # fmt: skip
     save_model(model, {"mae": mae}, hp)
     finish(trainer, history, loss_log, train_summary, settings)
 
@@ -167,7 +259,8 @@ def tune_cross_modal(data: str, images: str, fmri_mae: str, image_mae: str, sett
     """Rule ``tune_cross_modal``: eq. 7 on the training pairs; only the fMRI MAE is written."""
     s = settings["cross_modal"]
     d = prepared.read_subject_file(data)
-    v_all = fmri_tensor(d["train/fmri"])
+    phase1 = read_hparams(fmri_mae)
+    v_all = subject_fmri(d["train/fmri"], phase1)  # bridged to the pool's grid after a pool pretraining
     rows = torch.from_numpy(np.asarray(d["train/image_index"], np.int64))
     u_all = load_images(images, ("train",), settings["image_size"])["train"]
     device = select_device(training["device"])
@@ -204,7 +297,8 @@ def tune_cross_modal(data: str, images: str, fmri_mae: str, image_mae: str, sett
     trainer, history = fit("tune_cross_modal", modules, s, training, checkpoint_dir, fp, seed, device,
                            len(v_all), step)  # fmt: skip
     hp = {**fmri.hparams(), "stage": "cross_modal", "settings": s, "n_samples": len(v_all),
-          "used_test_fmri": bool(read_hparams(fmri_mae).get("used_test_fmri", False))}  # fmt: skip
+          "used_test_fmri": bool(phase1.get("used_test_fmri", False)),
+          **pool_fields(phase1, d["train/fmri"].shape[1])}  # fmt: skip
     save_model(model, {"mae": fmri}, hp)
     finish(trainer, history, loss_log, train_summary, settings)
 

@@ -26,6 +26,8 @@ SHARED_STAGES = ("fmri_mae", "image_mae", "autoencoder", "ldm")
 def stage_settings(settings: dict, stage: str) -> dict:
     """The part of ``settings`` (one method's merged ``cad`` block) that ``stage`` uses."""
     out = {k: settings[k] for k in STAGE_KEYS[stage]}
+    if stage == "fmri_mae" and "pool" in out["fmri_mae"] and not out["fmri_mae"]["pool"]:
+        out["fmri_mae"] = {k: v for k, v in out["fmri_mae"].items() if k != "pool"}  # "" = no pool
     if stage == "image_mae":  # phase 2 uses the image MAE's decoder, so it is built at that depth
         out["cross_modal"] = {"decoder_depth": settings["cross_modal"]["decoder_depth"]}
     if stage == "cross_modal":  # phase 2 sparsifies the fMRI as phase 1 did
@@ -33,6 +35,11 @@ def stage_settings(settings: dict, stage: str) -> dict:
     if stage == "ldm":  # the UNet is built with the fMRI condition's widths
         out["ldm"] = {k: settings["ldm"][k] for k in ("cross_attention_dim", "pooled_dim")}
     return out
+
+
+def fmri_pool(settings: dict) -> str:
+    """The ``pools:`` entry DC-MAE pretrains on (``cad.fmri_mae.pool``), or "" (per subject)."""
+    return settings["fmri_mae"].get("pool") or ""
 
 
 def stage_keys(settings: dict, seed: int) -> dict[str, str]:
