@@ -1,4 +1,5 @@
-"""BOLD5000 reader on tiny trees written in release 2.0's published layout (``write_subject_tree``).
+"""BOLD5000 reader on tiny trees written in release 2.0's published layout (``write_subject_tree``),
+and in release 1's (``write_release1_tree``: the same design as ROI .mat files + stim lists).
 
 The tree: CSI1 sees 12 training images once and the 4 repeated images 3 times each over 10 sessions
 of one run; CSI4 sees 6 training images, repeated images R1-R3 (R3 twice) and never R4. Images
@@ -35,6 +36,7 @@ from fmrirecon.data.simulation import (
 )
 from fmrirecon.data.simulation import voxels as sim_voxels
 from fmrirecon.data.simulation.bold5000_layout import (
+    write_release1_tree,
     write_stimuli,
     write_stimuli_tree,
     write_subject,
@@ -297,7 +299,7 @@ def test_config_checks(root):
     cases = [
         ({"subjects": ["1", "CSI1"]}, "['1', 'CSI1'] all name CSI1"),
         ({"subjects": ["sub1"]}, "is not a BOLD5000 subject"),
-        ({"options": {"release": 1}}, "options.release: 1 is not supported"),
+        ({"options": {"release": 3}}, "options.release: 3 is not a BOLD5000 release"),
         ({"options": {"runs": "x"}}, "unknown key(s) ['runs']"),
         ({"options": {"run_unit": "block"}}, "run_unit: 'block' must be session or run"),
         ({"roi_source": "nifti"}, "roi_source"),
@@ -374,3 +376,163 @@ def test_optional_scene_areas_leave_the_other_voxels_as_they_were():
         np.testing.assert_array_equal(getattr(more, key)[:n], getattr(base, key))
     opa = more.semantic_w[more.roi == "OPA"]  # a shared network profile: its voxels correlate
     assert np.corrcoef(opa)[np.triu_indices(4, 1)].mean() > 0.3
+
+
+# -- release 1: ROIs/CSIk/mat/CSIk_ROIs_TR<tr>.mat + ROIs/stim_lists/CSI0k_stim_lists.txt -----------
+
+
+def _tr3(csi: str) -> dict[str, np.ndarray]:
+    """Another TR file's values (float64, as MATLAB's default double), to tell the files apart."""
+    return {label: x.astype(np.float64) * -2 + 0.5 for label, x in _betas(csi).items()}
+
+
+@pytest.fixture(scope="module")
+def root1(tmp_path_factory):
+    """The same experiment in release 1's layout: TR34 holds release 2's betas, TR3 other values."""
+    root = tmp_path_factory.mktemp("tree1") / "BOLD5000"
+    write_stimuli_tree(root, {name: _image(k) for k, name in enumerate(REPEATED + TRAIN_FILES)}, REPEATED)
+    for csi in ("CSI1", "CSI4"):
+        write_release1_tree(root, csi, _lines(csi), _betas(csi))
+        write_release1_tree(root, csi, _lines(csi), _tr3(csi), tr=3)
+    return root
+
+
+@pytest.fixture
+def copy1(tmp_path, root1):
+    return Path(shutil.copytree(root1, tmp_path / "BOLD5000"))
+
+
+def _mat(root, csi="CSI1", tr=34):
+    return root / "ROIs" / csi / "mat" / f"{csi}_ROIs_TR{tr}.mat"
+
+
+def _stim_list(root, csi="CSI1"):
+    return root / "ROIs" / "stim_lists" / f"CSI0{csi[-1]}_stim_lists.txt"
+
+
+def test_release1_tree_is_the_published_layout(root1):
+    assert _mat(root1).read_bytes()[:10] == b"MATLAB 5.0"  # a v5 MAT-file, as scipy.io.loadmat reads
+    assert _mat(root1, "CSI4", 3).is_file()
+    assert _stim_list(root1).read_text().split() == _lines("CSI1")
+    assert sum(ln.startswith("rep_") for ln in _lines("CSI1")) == 8
+
+
+def test_release1_reads_like_release2(root, root1):
+    """TR34 holds release 2's arrays: the same recording (columns, rows, split, image rows) comes out."""
+    for subject, subjects in (("1", ("1",)), ("4", ("1", "4"))):
+        st1, rec1 = _read(root1, subject, subjects, release=1)
+        st2, rec2 = _read(root, subject, subjects)
+        assert st1.test.names.tolist() == st2.test.names.tolist()
+        assert st1.train.names.tolist() == st2.train.names.tolist()
+        np.testing.assert_array_equal(rec1.fmri, rec2.fmri)
+        assert rec1.fmri.dtype == np.float32
+        np.testing.assert_array_equal(rec1.datatype, rec2.datatype)
+        np.testing.assert_array_equal(rec1.image_index, rec2.image_index)
+        for name in rec2.rois:
+            np.testing.assert_array_equal(rec1.rois[name], rec2.rois[name])
+        np.testing.assert_array_equal(rec1.voxel_xyz, rec2.voxel_xyz)
+        assert (rec1.run == 1).all()  # release 1 records no sessions or runs
+        assert rec1.attrs["tr"] == 34 and rec1.attrs["release"] == 1
+        assert rec1.attrs["dropped_trials"] == rec2.attrs["dropped_trials"]
+    assert rec1.attrs["rep_marked"] == sum(ln.startswith("rep_") for ln in _lines("CSI4"))
+
+
+def test_release1_tr_option_picks_the_file(root1):
+    stimuli, rec = _read(root1, release=1, tr=3)
+    values = _tr3("CSI1")
+    np.testing.assert_array_equal(rec.fmri, np.concatenate([values[lab] for lab in LABELS], 1).astype(np.float32))
+    names = [STEM[ln.removeprefix("rep_")] for ln in _lines("CSI1")]
+    test_names = stimuli.test.names.tolist()
+    assert rec.datatype.tolist() == [TEST if n in test_names else TRAIN for n in names]
+    prep = masking.prepare_subject(rec, "PPA", {}, "none", len(stimuli.test))  # repeats averaged per image
+    ppa = np.concatenate([values["LHPPA"], values["RHPPA"]], 1)
+    for row, name in enumerate(test_names):
+        np.testing.assert_allclose(prep["test/fmri"][row], ppa[[i for i, n in enumerate(names) if n == name]].mean(0),
+                                   rtol=1e-5)  # fmt: skip
+
+
+def test_release1_config(root1):
+    entry = {**_entry(root1, ("CSI1", "4"), release=1), "rois": ["VC", "LHPPA", "EarlyVis"]}
+    assert validate_config({"datasets": [entry]})["datasets"][0]["options"]["release"] == 1
+    assert bold5000.image_inputs(entry, "r")[0] == "r/ROIs/stim_lists"
+    assert bold5000.subject_inputs(entry, "r", "4") == {
+        "subject": "r/ROIs/CSI4/mat/CSI4_ROIs_TR34.mat", "lists": "r/ROIs/stim_lists/CSI04_stim_lists.txt",
+        "repeated": f"r/{REPEATED_LIST}"}  # fmt: skip
+    assert bold5000.file_rois(entry, str(root1), "1") == (str(_mat(root1)), set(roi_names_all()))
+    cases = [
+        ({"release": True}, "options.release: True is not a BOLD5000 release"),
+        ({"release": 1, "tr": 6}, "options.tr: 6 is not a release-1 TR file"),
+        ({"release": 1, "tr": "34"}, "options.tr: '34' is not a release-1 TR file"),
+        ({"tr": 34}, "options.tr: only with release: 1"),
+        ({"release": 1, "beta_type": "TYPEA-ASSUMEHRF"}, "options.beta_type: only with release: 2"),
+        ({"release": 1, "run_unit": "run"}, "options.run_unit: only with release: 2"),
+    ]
+    for options, message in cases:
+        with pytest.raises(InputError) as info:
+            validate_config({"datasets": [_entry(root1, **options)]})
+        _one_line(info, "config error at datasets[0]", message)
+    with pytest.raises(InputError) as info:  # an ROI absent from the file's headers, at parse time
+        validate_config({"datasets": [{**_entry(root1, release=1), "rois": ["FFA"]}]})
+    _one_line(info, "ROI 'FFA' is neither in", str(_mat(root1)))
+
+
+def roi_names_all():
+    return set(LABELS) | {"EarlyVis", "LOC", "OPA", "PPA", "RSC", "VC"}
+
+
+def test_release1_missing_file(copy1):
+    _mat(copy1, tr=34).unlink()
+    with pytest.raises(InputError) as info:
+        _read(copy1, release=1)
+    _one_line(info, str(_mat(copy1)), "not found")
+    with pytest.raises(InputError) as info:  # and at parse time
+        validate_config({"datasets": [_entry(copy1, release=1)]})
+    _one_line(info, "config error at datasets[0]", str(_mat(copy1)), "not found")
+    _stim_list(copy1, "CSI4").unlink()
+    with pytest.raises(InputError) as info:
+        bold5000.read_stimuli(_entry(copy1, ("4",), release=1), str(copy1), PX)
+    _one_line(info, str(_stim_list(copy1, "CSI4")), "stim list not found")
+
+
+def test_release1_missing_roi_variable(copy1):
+    betas = _betas("CSI1")
+    del betas["RHOPA"]
+    write_release1_tree(copy1, "CSI1", _lines("CSI1"), betas)
+    with pytest.raises(InputError) as info:
+        _read(copy1, release=1)
+    _one_line(info, str(_mat(copy1)), "ROI variable RHOPA missing")
+    assert "OPA" not in bold5000.file_rois(_entry(copy1, release=1), str(copy1), "1")[1]
+
+
+def test_release1_trial_count_differs_from_the_stim_list(copy1):
+    lines = _lines("CSI1")
+    _stim_list(copy1).write_text("".join(f"{ln}\n" for ln in lines[:-1]))
+    with pytest.raises(InputError) as info:
+        _read(copy1, release=1)
+    _one_line(info, str(_mat(copy1)), f"has {len(lines)} rows", f"gives {len(lines) - 1} trials", str(_stim_list(copy1)))
+    # (voxels, trials): the rows are not the trials either
+    write_release1_tree(copy1, "CSI1", lines, {k: v.T for k, v in _betas("CSI1").items()})
+    with pytest.raises(InputError) as info:
+        _read(copy1, release=1)
+    _one_line(info, str(_mat(copy1)), "variable LHEarlyVis has 7 rows")
+
+
+def test_release1_files_that_are_not_v5_numeric_mat_files(copy1):
+    mat = _mat(copy1)
+    header = b"MATLAB 7.3 MAT-file, Platform: GLNXA64".ljust(116, b" ") + bytes(8) + b"\x00\x02IM"
+    mat.write_bytes(header + bytes(384))
+    with pytest.raises(InputError) as info:
+        _read(copy1, release=1)
+    _one_line(info, str(mat), "MATLAB v7.3 (HDF5) file")
+    mat.write_bytes(b"not a mat file at all")
+    with pytest.raises(InputError) as info:
+        _read(copy1, release=1)
+    _one_line(info, str(mat), "not a readable MATLAB .mat file")
+    write_release1_tree(copy1, "CSI1", _lines("CSI1"), {**_betas("CSI1"), "LHLOC": np.array(["a", "b"])})
+    with pytest.raises(InputError) as info:
+        _read(copy1, release=1)
+    _one_line(info, str(mat), "variable LHLOC is an array", "expected (trials, voxels) numbers")
+    _stim_list(copy1).write_text("COCO_train2014_000000000036.jpg 2\n")
+    with pytest.raises(InputError) as info:
+        _read(copy1, release=1)
+    _one_line(info, str(_stim_list(copy1)), "is not one image name")

@@ -1,4 +1,5 @@
-"""Format ``bold5000``: BOLD5000 release 2.0 as MinD-Vis and CAD (paper 001) use it.
+"""Format ``bold5000``: BOLD5000 release 2.0 as MinD-Vis and CAD (paper 001) use it, or release 1's
+ROI files (``options.release: 1``, see the end).
 
 Files under the dataset folder (``CSIk`` = subject k, 1..4)::
 
@@ -35,8 +36,51 @@ RSC, each LH then RH. There are no voxel coordinates: ``voxel_xyz`` holds (hemis
 column within its ROI file, NaN). Unlike MinD-Vis, no wrap-padding and no scalar z-score over all
 trials happen here: normalisation is the entry's ``normalization`` (per voxel), and CAD pads itself.
 
-**Options**: ``release`` (2; release 1's ``ROIs/CSIk/mat`` files are not read yet), ``beta_type``
-(``TYPED-FITHRF-GLMDENOISE-RR``), ``run_unit`` (``session`` or ``run``).
+**Options**: ``release`` (2, or 1), ``beta_type`` (``TYPED-FITHRF-GLMDENOISE-RR``; release 2 only),
+``run_unit`` (``session`` or ``run``; release 2 only), ``tr`` (1, 2, 3, 4, 5 or 34, default 34;
+release 1 only).
+
+**Release 1** (``release: 1``; figshare ``BOLD5000_ROIs.zip``, unpacked beside ``BOLD5000_Stimuli/``)::
+
+    ROIs/CSIk/mat/CSIk_ROIs_TR{1,2,3,4,5,34}.mat   one MATLAB file per TR, ten variables
+                                                   LHEarlyVis … RHRSC, each (trials, voxels)
+    ROIs/stim_lists/CSI0k_stim_lists.txt           one image file name per line, line i = row i
+
+The ``tr`` option picks the file (default ``TR34``). The ten variables are the same ROI labels as
+release 2's files and are concatenated in the same MinD-Vis order; all ten must be there. Stim-list
+names are reduced like the presentation lists' (``rep_`` and the extension dropped). The images,
+the repeated list and the split are release 2's (``BOLD5000_Stimuli/`` is needed as well): test = the
+repeated images (every trial kept, averaged per image by ``mask_roi``), train = the rest. Release 1
+records no sessions or runs: every trial has ``run`` 1, so ``normalization: run`` z-scores over all
+of the subject's trials (``run_unit`` is refused). Values are taken as stored (cast to float32).
+
+What the format is, and where each fact comes from (public material read for this reader; no
+release-1 file was at hand):
+
+- Paths ``ROIs/CSIk/mat/CSIk_ROIs_TR{1,2,3,4,5}.mat``, ``…_TR34.mat`` and
+  ``ROIs/stim_lists/CSI0k_stim_lists.txt`` (``CSI01`` … ``CSI04``), in ``BOLD5000_ROIs.zip``
+  (figshare file 12965447), which also holds ``ROIs/CSIk/h5/`` copies not read here: public
+  loaders that open exactly these paths (e.g. ``Michedev/VAE-FMRI-BOLD5000``
+  ``anaconda-project.yml`` and ``dataset/roi.py``; several ridge/decoding scripts indexed by the
+  code search that load all six TR files per subject with ``scipy.io.loadmat``).
+- MATLAB v5-family files, not v7.3: every public loader reads them with ``scipy.io.loadmat``
+  (which refuses v7.3) and drops the ``__header__``/``__version__``/``__globals__`` keys that
+  loadmat adds to a v5 file. A v7.3 file is refused here with one line, never guessed.
+- Variables ``LHEarlyVis RHEarlyVis LHLOC RHLOC LHOPA RHOPA LHPPA RHPPA LHRSC RHRSC``, exactly ten:
+  ``Michedev/VAE-FMRI-BOLD5000`` ``dataset/roi.py`` (``brain_areas``), and a public test suite
+  asserting that the ROI keys of a loaded file are exactly these ten.
+- Orientation (trials, voxels), one row per trial: that test suite asserts CSI1's shapes
+  (5254, 210) for LHEarlyVis … (5254, 86) for LHRSC; the loaders index ``data[roi][i]`` with
+  stim-list line ``i``. 5254 trials for CSI1-3 and 3108 for CSI4 is also BOLD5000's own table
+  (``BOLD5000-dataset/BOLD5000`` README).
+- Stim list: one name per line in trial order, the image file name with its extension (loaders
+  open ``Presented_Stimuli/<kind>/<line>``), repeats prefixed ``rep_`` (loaders strip the first
+  four characters of ``rep`` lines; the test suite drops the ``rep_`` lines of CSI1-3 and gets
+  4916 = the number of unique images, so a first showing carries no prefix).
+- Not confirmed: the dtype (taken as any real numeric type and cast to float32), and what
+  ``TR34`` holds. One public loader describes it as the ROI data 4-8 s after onset (TR = 2 s,
+  so TR3 + TR4), consistent with the average of TR3 and TR4, but the BOLD5000 text saying so (the
+  figshare README / the Scientific Data paper's data records) could not be read here.
 """
 
 from __future__ import annotations
@@ -57,22 +101,31 @@ from .bold5000_files import (
     LABELS,
     LISTS_DIR,
     PRESENTED_DIR,
+    RELEASE1_DIR,
     REPEATED_LIST,
+    STIM_LISTS_DIR,
+    TRS,
     beta_file,
     image_index,
     load_betas,
+    load_roi_mat,
+    mat_variables,
     missing_hemisphere,
     natural_key,
     read_presentations,
     read_repeated,
+    read_stim_list,
     roi_definitions,
     roi_files,
+    roi_mat_file,
+    stim_list_file,
 )  # fmt: skip
 from .images import load_unpaired_folder, open_image
 
 log = logging.getLogger(__name__)
 
-OPTION_DEFAULTS = {"release": 2, "beta_type": BETA_TYPE, "run_unit": "session"}
+OPTION_DEFAULTS = {"release": 2, "beta_type": BETA_TYPE, "run_unit": "session", "tr": 34}
+_RELEASE2_ONLY = ("beta_type", "run_unit")
 _SUBJECT = re.compile(r"(?:CSI)?0*([1-9]\d*)", re.IGNORECASE)
 _BETA_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 _IMAGENET = re.compile(r"n(\d{8})_.+")
@@ -94,9 +147,19 @@ def options(dataset: dict, where: str | None = None) -> dict:
     if unknown:
         raise InputError(f"{at}: unknown key(s) {unknown} for format bold5000 (allowed: {sorted(OPTION_DEFAULTS)})")
     opts = {**OPTION_DEFAULTS, **given}
-    if opts["release"] != 2:
-        raise InputError(f"{at}.release: {opts['release']!r} is not supported; only release 2 (the GLMsingle ROI "
-                         "betas BOLD5000_GLMsingle_ROI_betas/py) is read, release 1's ROIs/CSIk/mat files are not yet")  # fmt: skip
+    if type(opts["release"]) is not int or opts["release"] not in (1, 2):
+        raise InputError(f"{at}.release: {opts['release']!r} is not a BOLD5000 release (1: ROIs/CSIk/mat/*.mat + "
+                         "ROIs/stim_lists; 2: BOLD5000_GLMsingle_ROI_betas/py)")  # fmt: skip
+    if type(opts["tr"]) is not int or opts["tr"] not in TRS:
+        raise InputError(f"{at}.tr: {opts['tr']!r} is not a release-1 TR file (one of {list(TRS)}: "
+                         "CSIk_ROIs_TR<tr>.mat)")  # fmt: skip
+    if opts["release"] == 2 and "tr" in given:
+        raise InputError(f"{at}.tr: only with release: 1 (release 2's GLMsingle betas are one estimate per trial)")
+    if opts["release"] == 1:
+        mixed = [k for k in _RELEASE2_ONLY if k in given]
+        if mixed:
+            raise InputError(f"{at}.{mixed[0]}: only with release: 2 (release 1's ROI files and stim list have no "
+                             "beta versions, sessions or runs)")  # fmt: skip
     if not (isinstance(opts["beta_type"], str) and _BETA_TYPE.fullmatch(opts["beta_type"])):
         raise InputError(f"{at}.beta_type: {opts['beta_type']!r} is not a beta version name (e.g. {BETA_TYPE})")
     if opts["run_unit"] not in ("session", "run"):
@@ -123,6 +186,14 @@ def check(dataset: dict, where: str) -> None:
     if twice:
         raise InputError(f"config error at {where}.subjects: {[s for s, n in names.items() if n in twice]} all name "
                          f"{twice[0]}")  # fmt: skip
+    if opts["release"] == 1:
+        root = Path(dataset.get("path") or "")
+        if dataset.get("path") and (root / RELEASE1_DIR).is_dir():  # real data: a missing file fails the dry run
+            for csi in names.values():
+                for path in (roi_mat_file(root, csi, opts["tr"]), stim_list_file(root, csi)):
+                    if not path.is_file():
+                        raise InputError(f"config error at {where}: {path}: not found (release 1, tr {opts['tr']})")
+        return
     betas = _betas_dir(dataset.get("path") or "")
     if dataset.get("path") and betas.is_dir():  # real data: a broken tree fails the dry run
         for csi in names.values():
@@ -135,21 +206,35 @@ def check(dataset: dict, where: str) -> None:
 
 
 def image_inputs(dataset: dict, root: str) -> list[str]:
-    return [f"{root}/{LISTS_DIR}", f"{root}/{REPEATED_LIST}", f"{root}/{PRESENTED_DIR}"]
+    lists = STIM_LISTS_DIR if options(dataset)["release"] == 1 else LISTS_DIR
+    return [f"{root}/{lists}", f"{root}/{REPEATED_LIST}", f"{root}/{PRESENTED_DIR}"]
 
 
 def subject_inputs(dataset: dict, root: str, subject: str) -> dict[str, str]:
     """``subject``: the subject's first ROI file on disk (``LHEarlyVis`` before the tree exists; the
     other files are found beside it at read time); ``lists``: its presentation lists folder;
-    ``repeated``: the repeated-image list."""
-    csi, beta_type = subject_name(subject), options(dataset)["beta_type"]
+    ``repeated``: the repeated-image list. Release 1: ``subject`` is the ``CSIk_ROIs_TR<tr>.mat``
+    file, ``lists`` the subject's stim list."""
+    csi, opts = subject_name(subject), options(dataset)
+    repeated = str(Path(root) / REPEATED_LIST)
+    if opts["release"] == 1:
+        return {"subject": str(roi_mat_file(root, csi, opts["tr"])), "lists": str(stim_list_file(root, csi)),
+                "repeated": repeated}  # fmt: skip
+    beta_type = opts["beta_type"]
     found = roi_files(_betas_dir(root), csi, beta_type)
     first = next(iter(found.values()), beta_file(_betas_dir(root), csi, LABELS[0], beta_type))
     return {"subject": str(first), "lists": str(Path(root) / LISTS_DIR / csi), "repeated": str(Path(root) / REPEATED_LIST)}
 
 
 def file_rois(dataset: dict, root: str, subject: str) -> tuple[str, set[str]] | None:
-    """The ROIs the subject's file names define (no file is opened)."""
+    """The ROIs the subject's file names define (no file is opened); release 1: the ROI variables in
+    the TR file's headers."""
+    opts = options(dataset)
+    if opts["release"] == 1:
+        path = roi_mat_file(root, subject_name(subject), opts["tr"])
+        if not path.is_file():
+            return None
+        return str(path), set(roi_definitions(n for n in mat_variables(path) if n in LABELS))
     betas = _betas_dir(root)
     if not betas.is_dir():
         return None
@@ -163,6 +248,12 @@ def file_rois(dataset: dict, root: str, subject: str) -> tuple[str, set[str]] | 
 def _subjects(dataset: dict, root: Path) -> list[str]:
     if dataset.get("subjects"):
         return [subject_name(s) for s in dataset["subjects"]]
+    if options(dataset)["release"] == 1:
+        names = sorted(p.name for p in (root / STIM_LISTS_DIR).glob("CSI*_stim_lists.txt"))
+        found = [subject_name(n.split("_")[0]) for n in names if _SUBJECT.fullmatch(n.split("_")[0])]
+        if not found:
+            raise InputError(f"{root / STIM_LISTS_DIR}: no CSI0k_stim_lists.txt files")
+        return found
     lists = root / LISTS_DIR
     found = sorted((d.name for d in lists.iterdir() if d.is_dir() and _SUBJECT.fullmatch(d.name)),
                    key=natural_key) if lists.is_dir() else []  # fmt: skip
@@ -190,7 +281,10 @@ def read_stimuli(dataset: dict, root: str, image_size: int) -> StimulusSet:
     """The configured subjects' images: the repeated images they all saw (test), the others (train)."""
     root = Path(root)
     subjects = _subjects(dataset, root)
-    shown = {csi: read_presentations(root / LISTS_DIR / csi) for csi in subjects}
+    if options(dataset)["release"] == 1:
+        shown = {csi: read_stim_list(stim_list_file(root, csi)) for csi in subjects}
+    else:
+        shown = {csi: read_presentations(root / LISTS_DIR / csi) for csi in subjects}
     repeated = read_repeated(root / REPEATED_LIST)
     train, test = split_names({csi: set(p.names) for csi, p in shown.items()}, repeated)
     if not test:
@@ -228,16 +322,21 @@ def read_subject(files: dict, stimuli: StimulusSet, options_: dict | None = None
     """One subject's ROI betas (MinD-Vis' column order) with each trial's split and image row."""
     opts = options({"options": options_ or {}})
     lists, first = Path(files["lists"]), Path(files["subject"])
-    csi, betas = lists.name, first.parent
-    shown = read_presentations(lists)
-    found = roi_files(betas, csi, opts["beta_type"])
-    if not found:
-        raise InputError(f"{first}: not found, nor any other {csi}_GLMbetas-{opts['beta_type']}_allses_"
-                         f"{{LH,RH}}{{{','.join(AREAS)}}}.npy in {betas}")  # fmt: skip
-    problem = missing_hemisphere(found, betas, csi, opts["beta_type"])
-    if problem:
-        raise InputError(problem)
-    parts = {label: load_betas(path, len(shown.names), lists) for label, path in found.items()}
+    if opts["release"] == 1:  # ROIs/CSIk/mat/CSIk_ROIs_TR<tr>.mat + ROIs/stim_lists/CSI0k_stim_lists.txt
+        csi = subject_name(first.name.split("_")[0])
+        shown = read_stim_list(lists)
+        parts = load_roi_mat(first, len(shown.names), lists)
+    else:
+        csi, betas = lists.name, first.parent
+        shown = read_presentations(lists)
+        found = roi_files(betas, csi, opts["beta_type"])
+        if not found:
+            raise InputError(f"{first}: not found, nor any other {csi}_GLMbetas-{opts['beta_type']}_allses_"
+                             f"{{LH,RH}}{{{','.join(AREAS)}}}.npy in {betas}")  # fmt: skip
+        problem = missing_hemisphere(found, betas, csi, opts["beta_type"])
+        if problem:
+            raise InputError(problem)
+        parts = {label: load_betas(path, len(shown.names), lists) for label, path in found.items()}
     labels = list(parts)  # LABELS order: EarlyVis, LOC, OPA, PPA, RSC, each LH then RH
     width = np.cumsum([0] + [parts[lab].shape[1] for lab in labels])
     n_voxels = int(width[-1])
@@ -271,8 +370,9 @@ def read_subject(files: dict, stimuli: StimulusSet, options_: dict | None = None
     return SubjectRecording(
         fmri=fmri, datatype=datatype[keep], run=run, image_index=index[keep], voxel_xyz=xyz, rois=rois,
         source=first,
-        attrs={"format": "bold5000", "subject": csi, "beta_type": opts["beta_type"], "roi_files": labels,
-               "run_unit": opts["run_unit"], "n_trials": len(shown.names), "n_sessions": int(shown.session.max()),
+        attrs={"format": "bold5000", "subject": csi, "release": opts["release"], "roi_files": labels,
+               **({"tr": opts["tr"]} if opts["release"] == 1 else {"beta_type": opts["beta_type"]}),
+               "run_unit": opts["run_unit"] if opts["release"] == 2 else "none", "n_trials": len(shown.names), "n_sessions": int(shown.session.max()),
                "n_runs": int(shown.run.max()), "rep_marked": shown.rep_marked, "dropped_trials": len(lost),
                "n_train": int((datatype == TRAIN).sum()), "n_test_trials": int((datatype == TEST).sum())},
     )  # fmt: skip
@@ -280,7 +380,8 @@ def read_subject(files: dict, stimuli: StimulusSet, options_: dict | None = None
 
 READER = Reader(
     name="bold5000",
-    description="BOLD5000 release 2.0: GLMsingle ROI betas + presentation lists + Presented_Stimuli",
+    description="BOLD5000 release 2.0 GLMsingle ROI betas (or release 1 ROI .mat files) + presentation lists + "
+                "Presented_Stimuli",
     rois=LABELS,
     image_inputs=image_inputs,
     subject_inputs=subject_inputs,

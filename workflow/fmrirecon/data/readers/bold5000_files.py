@@ -1,8 +1,11 @@
-"""The files of BOLD5000 release 2.0 as MinD-Vis and CAD read them: paths, presentation lists, ROI betas.
+"""The files of BOLD5000 as MinD-Vis and CAD read them: paths, presentation lists, ROI betas
+(release 2.0), and release 1's ROI ``.mat`` files with their stim lists.
 
-Everything here reads plain text and ``.npy`` arrays (``allow_pickle=False``); MinD-Vis' own
-``Presented_Stimuli/img_dict.npy`` is a pickle and is never opened: the images are read from the
-``Presented_Stimuli/{COCO,ImageNet,Scene}/`` files. See :mod:`.bold5000` for the rules.
+Everything here reads plain text, ``.npy`` arrays (``allow_pickle=False``) and MATLAB v5 ``.mat``
+files (``scipy.io.loadmat``, numeric arrays only; nothing in a file is executed or unpickled);
+MinD-Vis' own ``Presented_Stimuli/img_dict.npy`` is a pickle and is never opened: the images are
+read from the ``Presented_Stimuli/{COCO,ImageNet,Scene}/`` files. See :mod:`.bold5000` for the
+rules and the sources of release 1's format.
 """
 
 from __future__ import annotations
@@ -32,6 +35,12 @@ ALL_AREAS = "VC"
 LABELS = tuple(f"{h}{a}" for a in AREAS for h in HEMIS)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 REPEAT_PREFIX = "rep_"
+#: release 1 (figshare ``BOLD5000_ROIs.zip``): ``ROIs/CSIk/mat/CSIk_ROIs_TR<tr>.mat`` + ``ROIs/stim_lists/``
+RELEASE1_DIR = Path("ROIs")
+STIM_LISTS_DIR = RELEASE1_DIR / "stim_lists"
+#: the TR files of release 1: TR1 … TR5 after each stimulus onset, and TR34
+TRS = (1, 2, 3, 4, 5, 34)
+DEFAULT_TR = 34
 
 _DIGITS = re.compile(r"(\d+)")
 
@@ -169,3 +178,83 @@ def load_betas(path: Path, n_trials: int, lists: Path) -> np.ndarray:
         raise InputError(f"{path}: {x.shape[0]} rows, but the presentation lists in {lists} give {n_trials} "
                          "trials (one row per trial expected)")  # fmt: skip
     return np.asarray(x, dtype=np.float32)
+
+
+# -- release 1 -----------------------------------------------------------------------------------
+
+
+def roi_mat_file(root: Path, csi: str, tr: int = DEFAULT_TR) -> Path:
+    """``<root>/ROIs/CSI1/mat/CSI1_ROIs_TR34.mat``."""
+    return Path(root) / RELEASE1_DIR / csi / "mat" / f"{csi}_ROIs_TR{tr}.mat"
+
+
+def stim_list_file(root: Path, csi: str) -> Path:
+    """``<root>/ROIs/stim_lists/CSI01_stim_lists.txt`` (the subject number zero-padded, as published)."""
+    return Path(root) / STIM_LISTS_DIR / f"CSI{int(csi[3:]):02d}_stim_lists.txt"
+
+
+def read_stim_list(path: Path) -> Presentations:
+    """A release-1 stim list: one image file name per non-empty line, line i = row i of every ROI
+    variable; ``rep_`` marks a repeat. Release 1 records no sessions or runs: every trial has
+    session 1 and run 1."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: release 1 stim list not found (expected {STIM_LISTS_DIR}/CSI0k_stim_lists.txt)")
+    entries = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    bad = [e for e in entries if len(e.split()) != 1]
+    if bad:
+        raise InputError(f"{path}: line {bad[0]!r} is not one image name (expected one name per line)")
+    if not entries:
+        raise InputError(f"{path}: no trials (expected one image name per line)")
+    ones = np.ones(len(entries), dtype=np.int64)
+    return Presentations([stimulus_name(e) for e in entries], ones, ones.copy(), ones * 0, [path],
+                         sum(e.startswith(REPEAT_PREFIX) for e in entries))  # fmt: skip
+
+
+def _open_mat(path: Path, what):
+    """``scipy.io.loadmat`` (``what`` = variable names) or ``whosmat`` (``what`` = None), with every
+    failure as one line naming the file."""
+    import scipy.io
+    from scipy.io.matlab import MatReadError
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: not found (expected release 1's {RELEASE1_DIR}/CSIk/mat/CSIk_ROIs_TR<tr>.mat)")
+    try:
+        if what is None:
+            return scipy.io.whosmat(str(path))
+        return scipy.io.loadmat(str(path), variable_names=list(what), squeeze_me=False, mat_dtype=False)
+    except NotImplementedError:
+        raise InputError(f"{path}: a MATLAB v7.3 (HDF5) file; release 1's ROI files are MATLAB v5 files "
+                         "(read with scipy.io.loadmat), so this is not one of them") from None  # fmt: skip
+    except (ValueError, TypeError, OSError, EOFError, KeyError, IndexError, NameError, MatReadError) as exc:  # bad file
+        message = " ".join(str(exc).split())[:200]
+        raise InputError(f"{path}: not a readable MATLAB .mat file ({type(exc).__name__}: {message})") from None
+
+
+def mat_variables(path: Path) -> list[str]:
+    """The variable names in a ``.mat`` file's headers (no array is read)."""
+    return [name for name, _shape, _cls in _open_mat(path, None)]
+
+
+def load_roi_mat(path: Path, n_trials: int, stim_list: Path) -> dict[str, np.ndarray]:
+    """Label (``LHEarlyVis`` … ``RHRSC``) → (trials, voxels) float32 from a release-1 ROI file: all
+    ten variables must be there, each a 2-D numeric array with one row per stim-list line."""
+    mat = _open_mat(path, LABELS)
+    missing = [lab for lab in LABELS if lab not in mat]
+    if missing:
+        found = [lab for lab in LABELS if lab in mat]
+        raise InputError(f"{path}: ROI variable {missing[0]} missing ({len(missing)} of the ten LHEarlyVis … RHRSC "
+                         f"absent; found {found})")  # fmt: skip
+    out = {}
+    for label in LABELS:
+        x = mat[label]
+        if not isinstance(x, np.ndarray) or x.ndim != 2 or x.dtype.kind not in "fiu":
+            shape, dtype = getattr(x, "shape", "?"), getattr(x, "dtype", type(x).__name__)
+            raise InputError(f"{path}: variable {label} is an array of shape {shape} and dtype {dtype}, expected "
+                             "(trials, voxels) numbers")  # fmt: skip
+        if x.shape[0] != n_trials:
+            raise InputError(f"{path}: variable {label} has {x.shape[0]} rows, but the stim list {stim_list} gives "
+                             f"{n_trials} trials (one row per trial expected)")  # fmt: skip
+        out[label] = np.asarray(x, dtype=np.float32)
+    return out

@@ -7,6 +7,9 @@ Two pure writers that check nothing and simulate nothing (tests also write broke
   ``Scene_Stimuli/repeated_stimuli_113_list.txt``;
 - :func:`write_subject_tree`: ``Stimuli_Presentation_Lists/CSIk/CSIk_sessNN/CSIk_sessNN_runNN.txt``
   and ``BOLD5000_GLMsingle_ROI_betas/py/CSIk_GLMbetas-<beta type>_allses_<LH|RH><area>.npy``.
+- :func:`write_release1_tree`: release 1's ``ROIs/CSIk/mat/CSIk_ROIs_TR<tr>.mat`` (MATLAB v5, one
+  variable per label) and ``ROIs/stim_lists/CSI0k_stim_lists.txt``, for tests; the simulator's
+  own output (below) stays release 2.
 
 The rest is the GOD-like design's layout plugin (:mod:`.god_layouts`): the same simulated experiment
 under ``raw/<NAME>/``. Mapping, stated:
@@ -43,6 +46,7 @@ from ..readers.bold5000_files import (
     AREAS,
     BETA_TYPE,
     BETAS_DIR,
+    DEFAULT_TR,
     HEMIS,
     LISTS_DIR,
     PRESENTED_DIR,
@@ -50,6 +54,8 @@ from ..readers.bold5000_files import (
     REPEATED_LIST,
     beta_file,
     roi_definitions,
+    roi_mat_file,
+    stim_list_file,
 )  # fmt: skip
 from .god_layouts import SimStimuli, SimSubject
 
@@ -103,6 +109,25 @@ def write_subject_tree(
     (root / BETAS_DIR).mkdir(parents=True, exist_ok=True)
     for label, x in betas.items():
         np.save(beta_file(root / BETAS_DIR, csi, label, beta_type), np.asarray(x))
+    return root
+
+
+def write_release1_tree(
+    root, csi: str, lines: Sequence[str], variables: Mapping[str, np.ndarray], tr: int = DEFAULT_TR,
+) -> Path:  # fmt: skip
+    """Release 1: ``lines`` (``rep_`` prefixes included) as ``ROIs/stim_lists/CSI0k_stim_lists.txt``,
+    ``variables`` (label ``LHEarlyVis`` … → (trials, voxels), or anything a test wants in the file)
+    saved as given in ``ROIs/CSIk/mat/CSIk_ROIs_TR<tr>.mat`` with ``scipy.io.savemat`` (MATLAB v5).
+    Returns ``root``."""
+    from scipy.io import savemat
+
+    root = Path(root)
+    lists = stim_list_file(root, csi)
+    lists.parent.mkdir(parents=True, exist_ok=True)
+    lists.write_text("".join(f"{ln}\n" for ln in lines))
+    mat = roi_mat_file(root, csi, tr)
+    mat.parent.mkdir(parents=True, exist_ok=True)
+    savemat(mat, {k: np.asarray(v) for k, v in variables.items()}, format="5", oned_as="column")
     return root
 
 
