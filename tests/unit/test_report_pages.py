@@ -43,7 +43,7 @@ def test_summary_counts_every_verdict_and_links_the_cards(tmp_path):
     _card(tmp_path / "002_z.csv", [{"kind": "result", "status": "not run: the paper's method, not implemented here"}])
     rst, meta = tmp_path / "summary.rst", tmp_path / "metadata.yaml"
     cards = [str(tmp_path / f) for f in ("002_z.csv", "001_y.csv", "000_x.csv")]
-    write_summary(cards, {"000_x": "Paper X"}, "Intro text.", str(rst), str(meta))
+    write_summary(cards, "Intro text.", str(rst), str(meta))
     text = rst.read_text()
     assert yaml.safe_load(meta.read_text()) == {"claims ✓ ✗ ~ – (all cards)": [2, 1, 1, 1]}
     assert text.startswith("{% raw %}\nIntro text.") and text.rstrip().endswith("{% endraw %}")

@@ -4,7 +4,6 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, snakemake.scriptdir + "/..")  # noqa: F821  (the fmrirecon package)
-from fmrirecon.report.cards import load_published  # noqa: E402
 from fmrirecon.report.summary import write_summary  # noqa: E402
 from fmrirecon.runner import run_step  # noqa: E402
 
@@ -13,7 +12,6 @@ run_step(
     smk,
     write_summary,
     cards=list(smk.input.cards),
-    titles={paper: info["title"] for paper, info in load_published().items()},
     intro=(Path(smk.scriptdir).parent / "report" / "workflow.rst").read_text(encoding="utf-8"),
     rst=smk.output.rst,
     metadata=smk.output.metadata,

@@ -39,8 +39,8 @@ def _card_rows(path: str) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
-def summarise(cards: list[str], titles: dict[str, str], intro: str) -> tuple[str, dict]:
-    """(rst text, metadata) from the card CSVs; ``titles``: paper id -> title.
+def summarise(cards: list[str], intro: str) -> tuple[str, dict]:
+    """(rst text, metadata) from the card CSVs (one per paper, named by its id), after ``intro``.
 
     The page stays short on purpose: Snakemake's report centres its landing page vertically, so
     a page taller than the browser window loses its top. Per paper one line: the tally of its
@@ -69,8 +69,8 @@ def summarise(cards: list[str], titles: dict[str, str], intro: str) -> tuple[str
     return text, metadata
 
 
-def write_summary(cards: list[str], titles: dict[str, str], intro: str, rst: str, metadata: str) -> None:
-    text, meta = summarise(cards, titles, intro)
+def write_summary(cards: list[str], intro: str, rst: str, metadata: str) -> None:
+    text, meta = summarise(cards, intro)
     with atomic_path(rst) as tmp:
         Path(tmp).write_text(text, encoding="utf-8")
     with atomic_path(metadata) as tmp:
