@@ -52,7 +52,7 @@ def things_run(tmp_path_factory):
                        "n_unpaired_images": 10, "n_unlabeled_fmri": 10, "trials_per_run": 30,
                        "voxels": {"V1": 40, "V2": 30, "V3": 30, "V4": 20, "LOC": 30, "FFA": 20, "PPA": 20},
                        "subjects": {"1": {"noise_sd": 0.5}}},
-        "evaluation": {"bootstrap_samples": 50},
+        "evaluation": {"bootstrap_samples": 100},
     }  # fmt: skip
     overlay = work / "small.yaml"
     overlay.write_text(yaml.safe_dump(small))
