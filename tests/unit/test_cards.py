@@ -234,7 +234,7 @@ def test_paper_uses_and_bad_paper(tmp_path):
     uses = paper_uses(papers["000_foreground_attention"])
     assert ("loopencdec-nofa-noloop", "fang2020_pairwise_ssim") in uses
     assert all(m in OUR_METHODS for m, _ in uses)
-    assert paper_uses(papers["004_pix2pix_nsd"]) == set()
+    assert paper_uses(papers["004_pix2pix_nsd"]) == {("pix2pix", "report004")}
     (tmp_path / "m.csv").write_text("dataset\n")
     with pytest.raises(InputError, match="not in"):
         write_reproduction_card("nope", table=str(tmp_path / "m.csv"), metrics=[], datasets={}, output=str(tmp_path / "o.csv"))

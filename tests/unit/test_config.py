@@ -45,7 +45,7 @@ def test_empty_config_gets_every_default():
         (lambda c: c["simulation"].update(n_extra_categories=500), r"simulation: .* categories in total"),
         (lambda c: c["datasets"][0].update(read_as="god_npz", roi_source="nifti"), r"datasets\[0\]\.roi_source"),
         (lambda c: c["methods"].update(bad={"family": "ridge", "alpha": 3}), r"methods\.bad: unknown key 'alpha'"),
-        (lambda c: c["datasets"][0].update(methods=["pix2pix"]), r"datasets\[0\]\.methods: \[.pix2pix.\] not defined"),
+        (lambda c: c["datasets"][0].update(methods=["nope"]), r"datasets\[0\]\.methods: \[.nope.\] not defined"),
         (lambda c: c["methods"].update(x={"family": "ssl", "overrides": {"losses": {"DF": 0}}}),
          r"methods\.x\.overrides\.losses: unknown key 'DF'"),
         (lambda c: c["methods"].update(x={"family": "ridge", "overrides": {"a": 1}}),

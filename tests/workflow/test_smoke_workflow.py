@@ -80,7 +80,7 @@ def test_metrics_table_has_every_method_protocol_and_the_documented_columns(smok
     assert {r["transductive"] for r in rows if r["method"] == "ssl"} == {"1"}
     assert {r["transductive"] for r in rows if r["method"] in ("ridge", "loopencdec", "cad")} == {"0"}
     simgod = [r for r in rows if r["dataset"] == "simgod"]
-    protocols = {"fang2020_pairwise_ssim", "mindvis_nway", "gaziv2022", "mindeye_offline", "report003"}
+    protocols = {"fang2020_pairwise_ssim", "mindvis_nway", "gaziv2022", "mindeye_offline", "report003", "report004"}
     for method in ("ridge", "mean-image", "oracle"):
         assert {r["protocol"] for r in simgod if r["method"] == method} == protocols
     assert {r["control"] for r in simgod} == {"none", "shuffled_ids", "mean_image", "oracle"}
@@ -151,6 +151,37 @@ def test_trained_methods_of_papers_002_and_000_reach_metrics_and_report(smoke_ru
     assert (smoke_run / "results" / "report" / "label_maps" / "simgod.png").exists()
 
 
+def test_paper_004_classifier_and_pix2pix_reach_metrics_and_report(smoke_run):
+    """Classifier (four runs and the label-prior floor) and pix2pix (GAN losses, recon, report004)."""
+    unit = smoke_run / "results" / "simgod" / "sub-1" / "roi-VC"
+    m = json.loads((unit / "classifier" / "metrics.json").read_text())
+    assert m["label_source"] == "simulation truth (attributes)" and m["layout"]["layout"] == "single"
+    assert set(m["results"]) == {f"{v}-{c}" for v in ("filtered", "unfiltered")
+                                 for c in ("none", "shuffled_labels", "label_prior", "ridge_reference")}  # fmt: skip
+    for run in m["results"].values():
+        for metric in ("keras_accuracy", "top1_in_set", "mAP"):
+            r = run[metric]
+            assert r["ci_low"] <= r["value"] + 1e-9 <= r["ci_high"] + 2e-9, (run["variant"], run["control"], metric)
+    # the smoke box filter (200 px² of 32-px images) zeroes labels of some images, and each model is scored on its own set
+    assert m["results"]["filtered-label_prior"]["labels"]["zeroed_by_box_filter"] > 0
+    assert m["labels_per_image"]["filtered"] < m["labels_per_image"]["unfiltered"] == 3.0
+    log = (unit / "classifier" / "classifier.losses.tsv").read_text().splitlines()
+    assert log[0].split("\t")[2:] == [f"{v}-{c}/loss" for v in ("unfiltered", "filtered")
+                                       for c in ("none", "shuffled_labels")]  # fmt: skip
+    gan = (unit / "pix2pix" / "pix2pix.losses.tsv").read_text().splitlines()
+    assert {"discriminator/loss", "generator/adv", "generator/l1"} <= set(gan[0].split("\t")) and len(gan) == 3
+    with open(smoke_run / "results" / "metrics.csv", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["method"] == "pix2pix"]
+    assert {(r["protocol"], r["metric"], r["control"]) for r in rows} == {
+        ("report004", k, c) for k in ("pixcorr", "ssim") for c in ("none", "shuffled_ids")}  # fmt: skip
+    with open(smoke_run / "results" / "report" / "classifier" / "summary.csv", newline="") as fh:
+        table = list(csv.DictReader(fh))
+    assert len(table) == 8 * 3
+    assert {r["control"] for r in table} == {"none", "shuffled_labels", "label_prior", "ridge_reference"}
+    for name in ("classifier/simgod_sub-1_roi-VC.png", "training/pix2pix.png"):
+        assert (smoke_run / "results" / "report" / name).stat().st_size > 10_000
+
+
 def test_report_renders_with_images_and_tables(smoke_run):
     snakemake(smoke_run, "--report", "report.html", "--report-metadata", "results/report/metadata.yaml",
               configfile=REPO / "config" / "smoke.yaml")  # fmt: skip
@@ -158,7 +189,8 @@ def test_report_renders_with_images_and_tables(smoke_run):
     assert len(html) > 100_000
     for name in ("metrics.csv", "method_comparisons.csv", "unavailable_metrics.csv", "mindeye_offline.png",
                  "gaziv2022.png", "simgod_sub-1_roi-VC.png", "encdec.png", "training_summary.csv",
-                 "method_groups.png", "simgod.csv", "simnii.csv", "000_foreground_attention.csv"):  # fmt: skip
+                 "method_groups.png", "simgod.csv", "simnii.csv", "000_foreground_attention.csv", "summary.csv",
+                 "pix2pix.png"):  # fmt: skip
         assert name in html, name
     assert "data:image/png;base64" in html or "image/png" in html
     # it opens on the summary of the cards (the landing page needs metadata), sections in reading order

@@ -59,7 +59,7 @@ def multilabel_loss(logits: torch.Tensor, targets: torch.Tensor, kind: str = "fo
 
 def generator_loss(fake_logits: torch.Tensor, fake: torch.Tensor, target: torch.Tensor,
                    l1_weight: float = L1_WEIGHT) -> dict[str, torch.Tensor]:  # fmt: skip
-    """pix2pix's generator objective: ``loss`` = adv + l1_weight · l1, with ``adv`` the BCE of the
+    """The pix2pix generator objective: ``loss`` = adv + l1_weight · l1, with ``adv`` the BCE of the
     discriminator's patch logits on generated pairs against "real" and ``l1`` the mean absolute
     error of the image."""
     adv = F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
@@ -69,7 +69,7 @@ def generator_loss(fake_logits: torch.Tensor, fake: torch.Tensor, target: torch.
 
 def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor,
                        halve: bool = False) -> dict[str, torch.Tensor]:  # fmt: skip
-    """pix2pix's discriminator objective: BCE of real pairs against 1 plus BCE of generated pairs
+    """The pix2pix discriminator objective: BCE of real pairs against 1 plus BCE of generated pairs
     (detached by the caller) against 0; ``halve``: times 1/2 as in the pix2pix paper."""
     real = F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
     fake = F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))

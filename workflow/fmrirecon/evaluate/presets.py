@@ -373,6 +373,33 @@ DEFAULT_PROTOCOLS: dict[str, dict] = {
             },
         ],
     },
+    "report004": {
+        "name": "report004",
+        "description": "PixCorr and SSIM as paper 004's TABLE 1 sets them beside MindEye and Brain-Diffuser",
+        "paper": "004 course report: pix2pix from NSD fMRI (Algonauts-2023 derivative)",
+        "metrics": [
+            {
+                "name": "pixcorr",
+                "key": "pixcorr",
+                "resolution": 425,
+                "grey": False,
+                "samples": "first",
+                "paper_setting": "PixCorr (TABLE 1 quotes MindEye's and Brain-Diffuser's values beside it)",
+                "choice": "MindEye PixCorr settings (RGB, 425 px): the report does not state its settings",
+            },
+            dict(
+                {
+                    "name": "ssim",
+                    "key": "ssim",
+                    "samples": "first",
+                    "paper_setting": "SSIM (TABLE 1)",
+                    "choice": "the NSD recipe (grey, 425 px, Gaussian sigma 1.5, data range 1): the report "
+                    "does not state its SSIM settings",
+                },
+                **_NSD_SSIM_SPEC,
+            ),
+        ],
+    },
 }
 
 

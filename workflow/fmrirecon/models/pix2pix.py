@@ -63,7 +63,7 @@ def _size(size: str) -> dict:
 
 
 def _init_weights(module: nn.Module) -> None:
-    """pix2pix's initialisation: conv weights N(0, 0.02), biases 0 (BatchNorm: γ = 1, β = 0)."""
+    """The pix2pix initialisation: conv weights N(0, 0.02), biases 0 (BatchNorm: γ = 1, β = 0)."""
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
             nn.init.normal_(m.weight, 0.0, 0.02)
@@ -195,7 +195,7 @@ def resize_map(maps: torch.Tensor, size: int, mode: str = "nearest") -> torch.Te
 
 def random_jitter(*tensors: torch.Tensor, generator: torch.Generator, load_size: int, mirror: bool = False,
                   mode: str = "nearest") -> tuple[torch.Tensor, ...]:  # fmt: skip
-    """pix2pix's random jitter: resize (B, C, S, S) tensors to ``load_size``, crop a random S × S
+    """The pix2pix random jitter: resize (B, C, S, S) tensors to ``load_size``, crop a random S × S
     window per sample and (``mirror``) flip it left-right with probability 1/2.
 
     Every tensor gets the same window and flip per sample (pass the map and the image together to

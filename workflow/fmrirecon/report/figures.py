@@ -263,11 +263,14 @@ def plot_training_curves(logs: list[str], output: str, family: str = "") -> None
             x = cols.get("step") or cols.get("epoch", [])
             single_epoch &= len(x) <= 1
             terms = [k for k in cols if k not in _SKIP_COLUMNS and not k.endswith("/lr")]
-            if "loss" in cols:
-                ax.plot(x, cols["loss"], marker=".", lw=1.4, label=unit if len(runs) > 1 else "loss")
+            # the total loss; a log of several optimisers (a GAN) or runs has "<name>/loss" instead
+            mains = ["loss"] if "loss" in cols else [k for k in cols if k.endswith("/loss")]
+            for key in mains:
+                name = key if len(runs) == 1 else (unit if key == "loss" else f"{unit} {key}")
+                ax.plot(x, cols[key], marker=".", lw=1.4, label=name)
             if len(runs) == 1:
                 for key in terms:
-                    if key != "loss":
+                    if key not in mains:
                         ax.plot(x, cols[key], marker=".", lw=0.8, ls="--", label=key)
         title = stage + (" (one epoch logged)" if single_epoch else "")
         ax.set_title(title, fontsize=7)

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 import torch
 
 # settings a phase may set for itself; the others (epochs, batch_size) belong to the whole run
-PHASE_KEYS = ("optimizer", "lr", "lr_min", "schedule", "warmup_fraction", "cycles", "weight_decay",
-              "betas", "grad_clip")  # fmt: skip
-LR_KEYS = ("lr", "lr_min", "schedule", "warmup_fraction", "cycles")
+PHASE_KEYS = ("optimizer", "lr", "lr_min", "schedule", "warmup_fraction", "cycles", "decay_start_epoch",
+              "decay_factor", "weight_decay", "betas", "grad_clip")  # fmt: skip
+LR_KEYS = ("lr", "lr_min", "schedule", "warmup_fraction", "cycles", "decay_start_epoch", "decay_factor")
 
 
 @dataclass

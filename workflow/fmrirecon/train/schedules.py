@@ -12,13 +12,21 @@ def lr_at(step: int, total_steps: int, settings: dict) -> float:
       - ``constant``;
       - ``cosine``: linear warm-up over ``warmup_fraction`` of the run, cosine to ``lr_min``;
       - ``sgdr``: paper 000's SGDR, ``cycles`` equal cycles, each a linear warm-up (``warmup_fraction``
-        of the cycle) to ``lr`` then a cosine decay to ``lr_min`` (Loshchilov & Hutter warm restarts).
+        of the cycle) to ``lr`` then a cosine decay to ``lr_min`` (Loshchilov & Hutter warm restarts);
+      - ``step_decay``: paper 004's Keras scheduler: ``lr`` for epochs before ``decay_start_epoch``,
+        then times ``decay_factor`` at the start of every later epoch (epoch ``e`` >= start:
+        ``lr * decay_factor ** (e - start + 1)``); needs ``epochs`` (the epoch is
+        ``step * epochs // total_steps``).
     """
     lr, lr_min = float(settings["lr"]), float(settings.get("lr_min", 0.0))
     kind = settings.get("schedule", "constant")
     warm = float(settings.get("warmup_fraction", 0.0))
     if kind == "constant":
         return lr
+    if kind == "step_decay":
+        epoch = int(step) * int(settings["epochs"]) // max(1, int(total_steps))
+        start = int(settings.get("decay_start_epoch", 10))
+        return lr * float(settings.get("decay_factor", 0.1)) ** max(0, epoch - start + 1)
     if kind == "cosine":
         cycle_len, pos = total_steps, step
     elif kind == "sgdr":
