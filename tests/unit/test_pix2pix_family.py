@@ -60,6 +60,10 @@ def test_fmri_channels_split_surface_vertices_by_hemisphere():
     np.testing.assert_allclose(x["train/fmri"][:, 0], [[0, 2 / 7, 0], [5 / 7, 1, 0]])
     x1, _ = fmri_channels(_subject(train, train[:1], xyz), layout="single")
     assert x1["train/fmri"].shape == (2, 1, 5)
+    # an ROI with vertices of the right hemisphere only: one channel, still read as surface data
+    right = [[1, v, np.nan] for v in range(5)]
+    x2, info2 = fmri_channels(_subject(train, train[:1], right))
+    assert x2["train/fmri"].shape == (2, 1, 5) and info2["channels"] == 1 and info2["layout"] == "hemispheres"
 
 
 def test_fmri_maps_reshape_row_major_then_enlarge_or_shrink():

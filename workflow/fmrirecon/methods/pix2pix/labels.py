@@ -101,7 +101,8 @@ def hemisphere_columns(xyz: np.ndarray) -> list[np.ndarray] | None:
     hemi = xyz[:, 0]
     if not np.isin(hemi, (0.0, 1.0)).all():
         return None
-    return [np.flatnonzero(hemi == 0), np.flatnonzero(hemi == 1)]
+    cols = [np.flatnonzero(hemi == 0), np.flatnonzero(hemi == 1)]
+    return [c for c in cols if len(c)]  # an ROI of one hemisphere is one channel
 
 
 def fmri_channels(d, splits: Sequence[str] = ("train/fmri", "test/fmri"), length: int | None = None,
@@ -132,6 +133,7 @@ def fmri_channels(d, splits: Sequence[str] = ("train/fmri", "test/fmri"), length
             scaled = (x[:, c] - lo) / (hi - lo) if hi > lo else np.zeros_like(x[:, c])
             chans.append(pad_vertices(scaled, length))
         out[key] = np.stack(chans, axis=1)
-    info = {"channels": len(cols), "layout": "hemispheres" if len(cols) == 2 else "single", "length": length,
+    two = layout != "single" and hemisphere_columns(d["voxels/xyz"]) is not None
+    info = {"channels": len(cols), "layout": "hemispheres" if two else "single", "length": length,
             "voxels_per_channel": [len(c) for c in cols], "scaling": "min-max with the training fMRI's range"}  # fmt: skip
     return out, info
