@@ -144,4 +144,7 @@ def test_pix2pix_image_size_is_checked_at_parse_time():
     check("p", {"size": "tiny", "image_size": 64}, {})
     with pytest.raises(InputError, match="methods.p .*48 is not a multiple of 32"):
         check("p", {"size": "tiny", "image_size": 48}, {})
+    config = {"datasets": [{"name": "simgod"}], "category_classifier": {"datasets": ["simnsd"]}}
+    with pytest.raises(InputError, match=r"category_classifier.datasets: \['simnsd'\] not in datasets"):
+        check("p", {"size": "tiny", "image_size": None}, config)
     torch.manual_seed(0)

@@ -65,7 +65,7 @@ def plot_category_classifier(metrics: str, scores: str, output: str) -> None:
     axes[3].set_title("filtered classifier: true label (row) vs top-1 (column)", fontsize=8)
     fig.colorbar(im, ax=axes[3], fraction=0.046)
     fig.suptitle(f"category classifier (paper 004): {m['n_test']} test images, labels from {m['label_source']}, "
-                 f"fMRI {m['layout']['layout']}; CI 95% bootstrap over images", fontsize=9, x=0.01, ha="left")  # fmt: skip
+                 f"fMRI {m['layout']['layout']}; 95% bootstrap CIs over test images (mAP: over labels)", fontsize=9, x=0.01, ha="left")  # fmt: skip
     fig.tight_layout()
     with atomic_path(output) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
