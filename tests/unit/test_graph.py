@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from fmrirecon.models.graph import ChebConv, functional_graph, node_features, scaled_laplacian
+from fmrirecon.models.graph import ChebConv, functional_graph, node_features, roi_nodes, scaled_laplacian
 
 
 def test_functional_graph_keeps_strong_correlations_upper_triangle_no_self_loops():
@@ -72,3 +72,12 @@ def test_chebconv_equals_torch_geometric_when_installed():
     got = ours(x[None])[0]
     want = ref(x, edge_index, torch.tensor(w[src, dst], dtype=torch.float32))
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_roi_nodes_unite_rois_of_the_prepared_voxels():
+    names = np.array([b"V1", b"V2", b"V3", b"V4"])
+    member = np.array([[1, 1, 0, 0, 0, 0], [0, 0, 1, 0, 0, 0], [0, 0, 0, 1, 0, 0], [0, 0, 0, 0, 1, 1]], bool)
+    cols = roi_nodes(names, member, [["V1"], ["V2"], ["V3", "V4"]])
+    assert [c.tolist() for c in cols] == [[0, 1], [2], [3, 4, 5]]
+    with pytest.raises(ValueError, match=r"graph node LOC: ROI\(s\) \['LOC'\] not in the prepared voxels"):
+        roi_nodes(names, member, [["LOC"]])

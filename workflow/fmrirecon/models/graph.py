@@ -46,6 +46,24 @@ def node_features(fmri: np.ndarray, nodes: list[np.ndarray], length: int | None 
     return out
 
 
+def roi_nodes(roi_names, roi_membership, nodes: list[list[str]]) -> list[np.ndarray]:
+    """Voxel columns of each graph node: the union of its ROIs in a prepared file's
+    ``voxels/roi_names`` (R,) and ``voxels/roi_membership`` (R, V) (paper 003: ``[["V1"], ["V2"],
+    ["V3", "V4"]]``). A ROI the file lacks fails with one line listing those it has."""
+    names = [str(n) for n in np.asarray(roi_names).astype(str)]
+    member = np.asarray(roi_membership, bool)
+    out = []
+    for node in nodes:
+        missing = [r for r in node if r not in names]
+        if missing:
+            raise ValueError(f"graph node {'+'.join(node)}: ROI(s) {missing} not in the prepared voxels (have {names})")
+        cols = np.flatnonzero(member[[names.index(r) for r in node]].any(0))
+        if not len(cols):
+            raise ValueError(f"graph node {'+'.join(node)} has no voxels")
+        out.append(cols)
+    return out
+
+
 def scaled_laplacian(weights: torch.Tensor, lambda_max: float | None = 2.0) -> torch.Tensor:
     """``L̃ = 2L/λ_max − I`` of the module doc for (N, N) edge weights ``W[i, j]`` (i → j)."""
     w = weights.to(torch.float64)
