@@ -144,7 +144,6 @@ def test_pix2pix_image_size_is_checked_at_parse_time():
     check("p", {"size": "tiny", "image_size": 64}, {})
     with pytest.raises(InputError, match="methods.p .*48 is not a multiple of 32"):
         check("p", {"size": "tiny", "image_size": 48}, {})
-    config = {"datasets": [{"name": "simgod"}], "category_classifier": {"datasets": ["simnsd"]}}
-    with pytest.raises(InputError, match=r"category_classifier.datasets: \['simnsd'\] not in datasets"):
-        check("p", {"size": "tiny", "image_size": None}, config)
+    # an overlay may replace the datasets the classifier was restricted to: no error, it runs nowhere
+    check("p", {"size": "tiny", "image_size": None}, {"datasets": [{"name": "a"}], "category_classifier": {"datasets": ["b"]}})
     torch.manual_seed(0)
