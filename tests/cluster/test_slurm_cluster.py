@@ -433,6 +433,11 @@ def preempted(cluster, tmp_path_factory):
     t1 = time.monotonic()
     run_ids = [run_id]
     if not (workdir / PREEMPT_TARGET).exists():  # rerun the same command, as the README says
+        if run.poll() is not None and any((workdir / ".snakemake" / "locks").glob("*")):
+            # the Ctrl-C'd run exited but left its lock (seen on this machine's Slurm, 2026-12-01);
+            # Snakemake's own message says to run --unlock, as a user would
+            unlock = _snakemake(workdir, overlay, "--unlock", env=clean)
+            assert unlock.returncode == 0, (unlock.stdout + unlock.stderr)[-3000:]
         rerun = _snakemake(workdir, overlay, *args, env=clean)
         (base / "rerun.log").write_text(rerun.stdout + rerun.stderr)
         assert rerun.returncode == 0, (rerun.stdout + rerun.stderr)[-6000:]
