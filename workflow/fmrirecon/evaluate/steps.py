@@ -72,8 +72,10 @@ def evaluate_reconstructions(
     )  # fmt: skip
     write_json(output, {
         "context": {**context, "family": rec["attrs"].get("family", ""),
-                    # 1 when the method's training saw the test fMRI (never the test images)
-                    "transductive": int(rec["attrs"].get("transductive_test_fmri", 0))},
+                    # 1 when the method's training saw the test fMRI (never the test images); 2 when
+                    # its checkpoint was chosen on the test set (paper 003's code, opt-in)
+                    "transductive": 2 if int(rec["attrs"].get("selection_on_test", 0))
+                    else int(rec["attrs"].get("transductive_test_fmri", 0))},
         "protocols": results,
     })  # fmt: skip
     log.info("wrote %s (%s)", output, ", ".join(f"{p}: {len(r.get('metrics', {}))} metrics" for p, r in results.items()))

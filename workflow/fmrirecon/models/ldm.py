@@ -69,8 +69,9 @@ def downsample_factor(vae) -> int:
 
 
 def build_unet(size: str, latent_size: int, latent_channels: int = 4, cross_attention_dim: int = 0,
-               pooled_dim: int = 0):  # fmt: skip
-    """A fresh UNet of a named size (widths of the conditions overridable)."""
+               pooled_dim: int = 0, pooled: bool = True):  # fmt: skip
+    """A fresh UNet of a named size (widths of the conditions overridable); ``pooled=False``:
+    cross-attention only, no pooled condition in the time embedding (as Stable Diffusion's)."""
     from diffusers import UNet2DConditionModel
 
     s = dict(UNET_SIZES[size])
@@ -84,7 +85,8 @@ def build_unet(size: str, latent_size: int, latent_channels: int = 4, cross_atte
         block_out_channels=s["block_out_channels"], layers_per_block=s["layers_per_block"],
         down_block_types=down, up_block_types=up, cross_attention_dim=s["cross_attention_dim"],
         attention_head_dim=s["attention_head_dim"], norm_num_groups=s["norm_num_groups"],
-        class_embed_type="projection", projection_class_embeddings_input_dim=s["pooled_dim"],
+        class_embed_type="projection" if pooled else None,
+        projection_class_embeddings_input_dim=s["pooled_dim"] if pooled else None,
     )  # fmt: skip
 
 
@@ -242,4 +244,30 @@ def sample(unet, scheduler, tokens: torch.Tensor, pooled: torch.Tensor | None, n
         z = scheduler.step(eps, t, z).prev_sample
         if on_step is not None:
             on_step(k)
+    return z
+
+
+@torch.no_grad()
+def img2img(unet, scheduler, z0: torch.Tensor, tokens: torch.Tensor, null_tokens: torch.Tensor,
+            noise: torch.Tensor, steps: int, strength: float, guidance: float) -> torch.Tensor:  # fmt: skip
+    """Stable Diffusion's img2img with classifier-free guidance (paper 003's generation).
+
+    The scheduler (DDIM) gets ``steps`` timesteps; the start latent ``z0`` (B, C, h, w) is noised to
+    the timestep ``int(steps * strength)`` steps before the end (the DDIM stochastic encode), and
+    the last ``int(steps * strength)`` steps denoise it with ``eps_u + guidance * (eps_c - eps_u)``,
+    ``eps_c`` from ``tokens`` (B, L, D), ``eps_u`` from ``null_tokens`` (L, D) (the empty caption).
+    ``strength`` 1 starts from pure noise at the first timestep; 0 returns ``z0``.
+    """
+    scheduler.set_timesteps(steps)
+    n_run = min(int(steps * strength), steps)
+    if n_run == 0:
+        return z0
+    timesteps = scheduler.timesteps[steps - n_run :]
+    z = scheduler.add_noise(z0, noise, timesteps[:1].repeat(len(z0)))
+    null = null_tokens[None].expand(len(z0), *null_tokens.shape).to(tokens)
+    cond = torch.cat([null, tokens])
+    for t in timesteps:
+        inp = scheduler.scale_model_input(torch.cat([z, z]), t)
+        eps_u, eps_c = unet(inp, t, encoder_hidden_states=cond).sample.chunk(2)
+        z = scheduler.step(eps_u + guidance * (eps_c - eps_u), t, z).prev_sample
     return z

@@ -236,7 +236,9 @@ def _substitutions(results: list[dict], metric: str, extra: list[str]) -> str:
             parts.append(f"resolution {st['resolution']} px")
         if st.get("samples"):
             parts.append(f"samples: {st['samples']}")
-        if res.get("context", {}).get("transductive"):
+        if res.get("context", {}).get("transductive") == 2:
+            parts.append("transductive: the checkpoint was chosen on the test set")
+        elif res.get("context", {}).get("transductive"):
             parts.append("transductive: training saw the test fMRI")
     return "; ".join(dict.fromkeys(parts + extra))
 

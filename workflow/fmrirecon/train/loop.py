@@ -93,6 +93,7 @@ class Trainer:
         self.device = device
         self.history: list[dict] = []
         self.step = 0
+        self.stopped_early = False  # fit ended by its stop_when
         self.rank, self.world = rank(), world_size()
         if self.world > 1:  # batch statistics over every rank's samples, as in one process
             synced = sum(sync_batch_norm(m, device) for m in modules.values())
@@ -171,11 +172,14 @@ class Trainer:
         return dict(state.get("partial") or {})
 
     # -- the loop ----------------------------------------------------------------------------
-    def fit(self, n_samples: int, step_fn=None) -> list[dict]:
+    def fit(self, n_samples: int, step_fn=None, on_epoch=None, stop_when=None) -> list[dict]:
         """Run (or finish) training; returns the per-epoch loss history.
 
         ``step_fn(batch_indices, generator) -> {"loss": ..., ...}`` for the single optimiser; none
-        with phases (each phase has its own).
+        with phases (each phase has its own). ``on_epoch(epoch) -> {name: value}`` (optional) adds
+        columns to each epoch's row (e.g. a validation loss, modules in eval mode meanwhile);
+        ``stop_when(history) -> bool`` (optional) ends training after an epoch (early stopping), and
+        is asked again after a resume, so a run killed after it stopped does not train on.
         """
         if self.phased == (step_fn is not None):
             raise TypeError("Trainer.fit: pass step_fn without phases, and none with phases")
@@ -200,8 +204,9 @@ class Trainer:
         progress = Progress(self.name, total, start=first_step, per_epoch=per_epoch, enabled=self.rank == 0)
         for m in self.modules.values():
             m.train()
+        self.stopped_early = bool(stop_when and self.history and stop_when(self.history))
         with StopRequest() as stop:
-            while self.step < total:
+            while self.step < total and not self.stopped_early:
                 epoch, pos = divmod(self.step, per_epoch)
                 order = torch.randperm(
                     n_samples, generator=torch.Generator().manual_seed(step_seed(self.seed, epoch, 1))
@@ -254,10 +259,20 @@ class Trainer:
                     else:
                         row.update({f"{name}/lr": v for name, v in lrs.items()})
                     row.update({k: v / n for k, v in sorted(partial.items())})
+                    if on_epoch is not None:
+                        for m in self.modules.values():
+                            m.eval()
+                        with torch.no_grad():
+                            row.update(on_epoch(epoch + 1))
+                        for m in self.modules.values():
+                            m.train()
                     row["wall_s"] = round(time.monotonic() - start, 3)
                     self.history.append(row)
                     partial = {}
                     log.info("%s: %s", self.name, format_row(row))
+                    if stop_when is not None and stop_when(self.history):
+                        self.stopped_early = True
+                        log.info("%s: early stop after epoch %d", self.name, epoch + 1)
                 progress.update(self.step, _progress_loss(logged, self.phased), n_batch)
                 partial["wall_s"] = time.monotonic() - start
                 self._run["wall_s"] = time.monotonic() - t_begin
@@ -265,7 +280,7 @@ class Trainer:
                 if self.step == kill_at:
                     self._inject_kill()
                 due = self.step % every_steps == 0 or time.monotonic() - last_save >= every_s
-                if stopping or (due and self.step < total):
+                if stopping or (due and self.step < total and not self.stopped_early):
                     self._save(partial)
                     last_save = time.monotonic()
                 if stopping:
@@ -343,6 +358,7 @@ class Trainer:
             "device": self.device.type,
             "precision": "bf16" if self.device.type == "cuda" and precision == "bf16" else "fp32",
             "world_size": self.world,
+            "stopped_early": self.stopped_early,
             "threads": torch.get_num_threads(),
             "optimizers": [o.name for o in self._opts] if self.phased else [],
             "settings": settings,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 
 from .. import FAMILIES
+from ...config import config_hash
 from .settings import fmri_pool, shared_stage_table, stage_keys, stage_settings
 
 
@@ -26,6 +27,15 @@ class CadDag:
         #: {stage: {key: {"settings": slice, ...}}} of the shared stages
         self.shared = shared_stage_table(self.settings, seed)
         self.units = [u for u in units if u[3] in self.methods]
+        self.seed = seed
+
+    def add_first_stage(self, settings: dict) -> str:
+        """Register a first stage another plugin needs (``settings``: the ``autoencoder`` slice of
+        :data:`.settings.STAGE_KEYS`); returns its key, the same as a CAD method's with that slice,
+        so both share one ``train_autoencoder`` job."""
+        key = config_hash("autoencoder", settings, self.seed)[:12]
+        self.shared["autoencoder"].setdefault(key, {"settings": settings})
+        return key
 
     # params
     def shared_settings(self, stage: str):
