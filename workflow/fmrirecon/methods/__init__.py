@@ -29,7 +29,7 @@ from pathlib import Path
 from ..errors import InputError
 
 #: The family plugins, in the order their rules files are included.
-PLUGINS = ("baselines", "encdec", "cad", "pix2pix")
+PLUGINS = ("baselines", "encdec", "cad", "pix2pix", "latentreg")
 
 
 @dataclass(frozen=True)
