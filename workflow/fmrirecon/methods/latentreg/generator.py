@@ -160,7 +160,8 @@ def reconstruct_latentreg(data: str, images: str, ldm_folder: str, text: str, pr
         pattrs = {"z_regressor": "oracle", "c_regressor": "oracle", "selection": "none", "transductive": 0}
     shape = (unet.config.in_channels, unet.config.sample_size, unet.config.sample_size)
     if tuple(z.shape[1:]) != shape:
-        raise InputError(f"{predictions['z'] if predictions else images}: latents {tuple(z.shape[1:])}, the generator's UNet takes {shape}")
+        raise InputError(f"{predictions['z'] if predictions else images}: latents {tuple(z.shape[1:])}, "
+                         f"the generator's UNet takes {shape}")  # fmt: skip
     null = torch.from_numpy(read_null(text))
     sched = sampling_scheduler(ldm["scheduler"], "ddim")
     n, S = len(z), int(s["samples"])
@@ -191,7 +192,7 @@ def reconstruct_latentreg(data: str, images: str, ldm_folder: str, text: str, pr
     with open(Path(ldm_folder) / "text.json") as fh:
         gen = json.load(fh)
     write_reconstructions(
-        recon, imgs, d, stim.test.names, method=method, family="latentreg", seed=seed,
+        recon, imgs, d, stim.test.names, method=method, family="latentreg" if predictions else "latentreg_oracle", seed=seed,
         transductive=False, selection_on_test=int(pattrs.get("transductive", 0)),
         z_regressor=str(pattrs["z_regressor"]), c_regressor=str(pattrs["c_regressor"]),
         selection=str(pattrs["selection"]), sampler="ddim", steps=int(s["steps"]), strength=float(s["strength"]),
