@@ -321,3 +321,43 @@ def test_captions_come_from_images_h5_and_a_dataset_without_them_fails_with_one_
     _images_file(tmp_path / "without.h5", None)
     with pytest.raises(InputError, match=r"without.h5: no /train/captions and /test/captions"):
         image_captions(str(tmp_path / "without.h5"))
+
+
+# -- a user's Stable Diffusion folder (latentreg.pretrained_ldm) ----------------------------------
+def test_a_pretrained_folder_replaces_our_first_stage_generator_and_text_encoder(tmp_path):
+    cfg, settings = _settings()
+    folder = str(tmp_path / "sd")
+    for m in settings:
+        settings[m] = {**settings[m], "pretrained_ldm": folder}
+    calls = []
+    units = [("simgod", "1", "VC", m) for m in settings]
+    dag = LatentregDag(units, cfg["methods"], settings, cfg["cad"], 0, lambda s: calls.append(s) or "k")
+    assert calls == [] and not dag.ldm_table  # neither CAD's first stage nor our LDM is planned
+    w = types.SimpleNamespace(dataset="simgod", subject="1", roi="VC", method="a", key=dag.keys["a"]["z"],
+                              encoder=dag.keys["a"]["text"])  # fmt: skip
+    assert dag.ldm_folder(w) == folder and dag.first_stage_folder(w) == folder
+    assert dag.ldm(w) == [] and dag.first_stage_input(w) == [] and dag.text_encoder_input(w) == []  # missing: the job says so
+    (tmp_path / "sd").mkdir()
+    assert dag.ldm(w) == [folder] and dag.text_encoder(w) == folder
+    assert dag.text(w).endswith(f"latentreg-text-{dag.keys['a']['text']}.h5") and dag.keys["a"]["text"] != "minilm"
+    assert not any("latentreg-ldm" in p for p in dag.loss_logs())
+
+
+def test_caption_tokens_use_the_pretrained_folders_own_text_encoder(tmp_path):
+    import shutil
+
+    from fmrirecon.features.text import TextEncoder, minilm_folder
+    from fmrirecon.methods.latentreg.text import caption_tokens
+
+    sd = tmp_path / "sd"
+    for sub in ("text_encoder", "tokenizer"):  # MiniLM laid out as a Stable Diffusion folder's parts
+        shutil.copytree(minilm_folder(), sd / sub)
+    _images_file(tmp_path / "images.h5", [["a cat"], ["a dog", "two dogs"]])
+    caption_tokens(str(tmp_path / "images.h5"), "", str(tmp_path / "text.h5"), pretrained=str(sd))
+    with h5py.File(tmp_path / "text.h5", "r") as f:
+        tokens, attrs = f["train/tokens"][()], dict(f.attrs)
+    ref = TextEncoder().encode_images([["a cat"], ["a dog", "two dogs"]])
+    np.testing.assert_allclose(tokens, ref, atol=2e-3)  # stored as float16
+    assert attrs["substitution"] == "" and "text_encoder" in attrs["text_encoder"]
+    with pytest.raises(InputError, match="model.safetensors: missing"):
+        TextEncoder(tmp_path / "nowhere")

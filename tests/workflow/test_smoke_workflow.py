@@ -188,7 +188,7 @@ def test_paper_003_latent_regressors_reach_table3_metrics_and_report(smoke_run):
     validation early stopping -> img2img samples -> report003; Table 3 with its controls."""
     res = smoke_run / "results" / "simgod"
     unit = res / "sub-1" / "roi-VC"
-    with h5py.File(res / "models" / "latentreg-text.h5", "r") as f:
+    with h5py.File(res / "models" / "latentreg-text-minilm.h5", "r") as f:
         assert f["train/tokens"].shape[1:] == (15, 384) and "simulation truth" in f.attrs["caption_source"]
         assert json.loads(f["test/captions"].asstr()[0])[0].startswith("a ")
     (ldm,) = list((res / "models").glob("latentreg-ldm-*[0-9a-f]"))

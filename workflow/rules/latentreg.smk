@@ -21,15 +21,19 @@ register_rules(
 )
 
 
+# {encoder}: minilm (the substitute), or the key of a latentreg.pretrained_ldm folder (its own)
 rule caption_tokens:
     input:
         images="results/{dataset}/images.h5",
+        encoder=LATENTREG.text_encoder_input,
     output:
-        text="results/{dataset}/models/latentreg-text.h5",
+        text="results/{dataset}/models/latentreg-text-{encoder}.h5",
     log:
-        "results/logs/caption_tokens/{dataset}.log",
+        "results/logs/caption_tokens/{dataset}_{encoder}.log",
     benchmark:
-        "results/benchmarks/caption_tokens/{dataset}.tsv"
+        "results/benchmarks/caption_tokens/{dataset}_{encoder}.tsv"
+    wildcard_constraints:
+        encoder="minilm|[0-9a-f]{12}",
     conda:
         "../../envs/fmrirecon.yaml"
     threads: 1
@@ -38,6 +42,7 @@ rule caption_tokens:
         runtime=get_runtime(30),
     params:
         truth=get_truth_file,
+        pretrained=LATENTREG.text_encoder,
     script:
         "../scripts/caption_tokens.py"
 
@@ -46,7 +51,7 @@ rule train_text_ldm:
     input:
         images="results/{dataset}/images.h5",
         autoencoder=LATENTREG.autoencoder,
-        text="results/{dataset}/models/latentreg-text.h5",
+        text="results/{dataset}/models/latentreg-text-minilm.h5",
     output:
         model=directory("results/{dataset}/models/latentreg-ldm-{key}"),
         loss_log="results/{dataset}/models/latentreg-ldm-{key}.losses.tsv",
@@ -78,8 +83,8 @@ rule train_latent_regressor:
     input:
         data="results/{dataset}/sub-{subject}/roi-{roi}/data.h5",
         images="results/{dataset}/images.h5",
-        autoencoder=LATENTREG.autoencoder,
-        text="results/{dataset}/models/latentreg-text.h5",
+        first_stage=LATENTREG.first_stage_input,
+        text=LATENTREG.branch_text,
     output:
         model="results/{dataset}/sub-{subject}/roi-{roi}/latents/{branch}-{key}.safetensors",
         predictions="results/{dataset}/sub-{subject}/roi-{roi}/latents/{branch}-{key}-predictions.h5",
@@ -100,6 +105,7 @@ rule train_latent_regressor:
         mem_mb=get_mem_mb(6000),
         runtime=get_runtime(120),
     params:
+        first_stage=LATENTREG.first_stage_folder,
         settings=LATENTREG.branch_settings,
         precision=PRECISION,
         seed=config["seed"],
@@ -113,7 +119,7 @@ rule reconstruct_latentreg:
         data="results/{dataset}/sub-{subject}/roi-{roi}/data.h5",
         images="results/{dataset}/images.h5",
         ldm=LATENTREG.ldm,
-        text="results/{dataset}/models/latentreg-text.h5",
+        text=LATENTREG.text,
     output:
         recon="results/{dataset}/sub-{subject}/roi-{roi}/{method}/recon.h5",
     log:
@@ -130,6 +136,7 @@ rule reconstruct_latentreg:
         mem_mb=get_mem_mb(6000),
         runtime=get_runtime(60),
     params:
+        ldm_folder=LATENTREG.ldm_folder,
         settings=LATENTREG.method_settings("sampling"),
         precision=PRECISION,
         seed=config["seed"],

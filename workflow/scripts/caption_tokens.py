@@ -7,4 +7,5 @@ from fmrirecon.methods.latentreg.text import caption_tokens  # noqa: E402
 from fmrirecon.runner import run_step  # noqa: E402
 
 smk = snakemake  # noqa: F821
-run_step(smk, caption_tokens, images=smk.input.images, truth=smk.params.truth, output=smk.output.text)
+run_step(smk, caption_tokens, images=smk.input.images, truth=smk.params.truth, output=smk.output.text,
+         pretrained=smk.params.pretrained)

@@ -13,7 +13,7 @@ run_step(
     reconstruct_latentreg,
     data=smk.input.data,
     images=smk.input.images,
-    ldm_folder=smk.input.ldm,
+    ldm_folder=smk.params.ldm_folder,
     text=smk.input.text,
     predictions={b: smk.input[f"{b}_predictions"] for b in ("z", "c")} if "z_predictions" in smk.input.keys() else {},
     settings=smk.params.settings,

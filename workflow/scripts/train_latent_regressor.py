@@ -12,7 +12,7 @@ run_step(
     train_latent_regressor,
     data=smk.input.data,
     images=smk.input.images,
-    autoencoder=smk.input.autoencoder,
+    autoencoder=smk.params.first_stage,
     text=smk.input.text,
     branch=smk.wildcards.branch,
     predictions=smk.output.predictions,

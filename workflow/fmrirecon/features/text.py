@@ -46,28 +46,43 @@ def verify_folder(folder: str | Path, sha256: str = MODEL_SHA256) -> Path:
     path = Path(folder) / "model.safetensors"
     if not path.is_file():
         raise InputError(f"{path}: missing (expected all-MiniLM-L6-v2's safetensors weights)")
+    digest = sha256_of(path)
+    if digest != sha256:
+        raise InputError(f"{path}: sha256 {digest[:16]}… is not the pinned all-MiniLM-L6-v2 ({sha256[:16]}…)")
+    return Path(folder)
+
+
+def sha256_of(path: str | Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 22), b""):
             digest.update(block)
-    if digest.hexdigest() != sha256:
-        raise InputError(f"{path}: sha256 {digest.hexdigest()[:16]}… is not the pinned all-MiniLM-L6-v2 "
-                         f"({sha256[:16]}…)")  # fmt: skip
-    return Path(folder)
+    return digest.hexdigest()
 
 
 class TextEncoder:
     """Captions → (N, :data:`N_TOKENS`, :data:`WIDTH`) float32 token embeddings (module doc)."""
 
     def __init__(self, folder: str | Path | None = None, device: str | torch.device = "cpu",
-                 n_tokens: int = N_TOKENS):  # fmt: skip
+                 n_tokens: int = N_TOKENS, tokenizer: str | Path | None = None):  # fmt: skip
+        """``folder`` None: the pinned MiniLM. A user's folder (e.g. a Stable Diffusion folder's
+        ``text_encoder/``, with ``tokenizer`` its ``tokenizer/``) is read as given, safetensors
+        only, offline; its ``model.safetensors`` checksum is recorded in :attr:`sha256`."""
         from transformers import AutoModel, AutoTokenizer
 
-        self.folder = verify_folder(folder or minilm_folder())
-        self.tokenizer = AutoTokenizer.from_pretrained(str(self.folder), local_files_only=True)
-        self.model = AutoModel.from_pretrained(str(self.folder), local_files_only=True, use_safetensors=True)
+        self.folder = verify_folder(minilm_folder()) if folder is None else Path(folder)
+        weights = self.folder / "model.safetensors"
+        if not weights.is_file():
+            raise InputError(f"{weights}: missing (a text encoder folder needs safetensors weights)")
+        self.sha256 = MODEL_SHA256 if folder is None else sha256_of(weights)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(str(tokenizer or self.folder), local_files_only=True)
+            self.model = AutoModel.from_pretrained(str(self.folder), local_files_only=True, use_safetensors=True)
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{self.folder}: not a readable text encoder folder ({exc})") from None
         self.model.to(device).eval()
         self.device, self.n_tokens = torch.device(device), int(n_tokens)
+        self.width = int(self.model.config.hidden_size)
 
     @torch.no_grad()
     def encode(self, captions: list[str], batch: int = 64) -> np.ndarray:
@@ -77,7 +92,7 @@ class TextEncoder:
                                  max_length=self.n_tokens, return_tensors="pt")  # fmt: skip
             hidden = self.model(**{k: v.to(self.device) for k, v in tok.items()}).last_hidden_state
             out.append(hidden.float().cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, self.n_tokens, WIDTH), np.float32)
+        return np.concatenate(out) if out else np.zeros((0, self.n_tokens, self.width), np.float32)
 
     def encode_images(self, captions: list[list[str]], names=None) -> np.ndarray:
         """One embedding per image: the mean over its captions; an image without any fails."""

@@ -185,7 +185,7 @@ def freeze_for_fmri_tuning(unet) -> list[nn.Parameter]:
     return params
 
 
-def load_ldm_folder(folder: str | os.PathLike) -> dict:
+def load_ldm_folder(folder: str | os.PathLike, setting: str = "cad.pretrained_ldm") -> dict:
     """Read a diffusers LDM folder: {"vae", "kind", "unet", "scheduler"} on CPU, eval mode.
 
     Raises:
@@ -196,7 +196,7 @@ def load_ldm_folder(folder: str | os.PathLike) -> dict:
     root = Path(folder)
     if not root.is_dir():
         raise InputError(
-            f"cad.pretrained_ldm: {root} is not a folder; expected a diffusers LDM folder with "
+            f"{setting}: {root} is not a folder; expected a diffusers LDM folder with "
             "vae/ (or vqvae/), unet/ and scheduler/ (or leave pretrained_ldm empty to train our own)"
         )
     kind = next((k for k, sub in FIRST_STAGE_FOLDERS.items() if (root / sub / "config.json").exists()), None)

@@ -9,6 +9,8 @@ nothing."""
 
 from __future__ import annotations
 
+import os
+
 from ...config import config_hash
 from .. import FAMILIES
 from . import is_oracle
@@ -18,7 +20,7 @@ LATENTS = "latents"  # results/<d>/sub-<s>/roi-<r>/latents/: the regressor branc
 #: the keys of a method's merged ``latentreg`` block each stage reads
 STAGE_KEYS = {
     "text_ldm": ("size", "image_size", "ldm"),
-    "sampling": ("size", "image_size", "sampling"),
+    "sampling": ("size", "image_size", "sampling", "pretrained_ldm"),
 }
 _BRANCH_COMMON = ("size", "selection", "validation_fraction", "patience")
 
@@ -35,6 +37,8 @@ def branch_settings(settings: dict, branch: str) -> dict:
     out = {**{k: settings[k] for k in _BRANCH_COMMON}, "regressor": kind, "rois": settings[f"{branch}_rois"]}
     if branch == "z":
         out["image_size"] = settings["image_size"]
+    if settings["pretrained_ldm"]:  # its VAE / text encoder make the targets
+        out["pretrained_ldm"] = settings["pretrained_ldm"]
     if kind == "ridge":
         out["alphas"] = settings["alphas"]
     else:
@@ -59,24 +63,36 @@ class LatentregDag:
         self.settings = {m: settings[m] for m in self.methods}
         self.units = [u for u in units if u[3] in self.methods]
         self.trained = [m for m in self.methods if not is_oracle(self.settings[m])]
-        self.keys, self.ldm_table, self.branch_table = {}, {}, {}
+        self.keys, self.ldm_table, self.branch_table, self.text_table = {}, {}, {}, {}
         for m, s in self.settings.items():
-            first = {"size": s["size"], "image_size": s["image_size"], "first_stage": cad["first_stage"],
-                     "autoencoder": cad["autoencoder"]}  # fmt: skip
-            ae = add_first_stage(first)
-            ldm = stage_settings(s, "text_ldm")
-            key = config_hash("text_ldm", ae, ldm, seed)[:12]
-            self.keys[m] = {"autoencoder": ae, "ldm": key}
-            self.ldm_table.setdefault(key, {"settings": ldm, "autoencoder": ae})
+            folder = s["pretrained_ldm"]
+            if folder:  # a user's Stable Diffusion folder: no first stage or LDM of ours
+                ae = key = ""
+                text = config_hash("text", folder)[:12]
+            else:
+                first = {"size": s["size"], "image_size": s["image_size"], "first_stage": cad["first_stage"],
+                         "autoencoder": cad["autoencoder"]}  # fmt: skip
+                ae = add_first_stage(first)
+                ldm = stage_settings(s, "text_ldm")
+                key = config_hash("text_ldm", ae, ldm, seed)[:12]
+                self.ldm_table.setdefault(key, {"settings": ldm, "autoencoder": ae})
+                text = "minilm"
+            self.text_table[text] = folder
+            self.keys[m] = {"autoencoder": ae, "ldm": key, "text": text, "pretrained": folder}
             if m in self.trained:
                 for branch in ("z", "c"):
                     b = branch_settings(s, branch)
                     bkey = config_hash("latent_regressor", branch, b, ae if branch == "z" else "", seed)[:12]
                     self.keys[m][branch] = bkey
-                    self.branch_table.setdefault(bkey, {"settings": b, "autoencoder": ae, "methods": []})
+                    self.branch_table.setdefault(bkey, {"settings": b, "autoencoder": ae, "text": text,
+                                                        "pretrained": folder, "methods": []})  # fmt: skip
                     self.branch_table[bkey]["methods"].append(m)
 
     # params
+    def text_encoder(self, wildcards) -> str:
+        """The Stable Diffusion folder whose text encoder makes the tokens; "" = MiniLM."""
+        return self.text_table[wildcards.encoder]
+
     def ldm_settings(self, wildcards) -> dict:
         return self.ldm_table[wildcards.key]["settings"]
 
@@ -87,12 +103,43 @@ class LatentregDag:
         return lambda wildcards: stage_settings(self.settings[wildcards.method], stage)
 
     # inputs
-    def autoencoder(self, wildcards) -> str:
-        table = self.ldm_table if wildcards.key in self.ldm_table else self.branch_table
-        return f"results/{wildcards.dataset}/models/cad-autoencoder-{table[wildcards.key]['autoencoder']}"
+    @staticmethod
+    def _existing(folder: str) -> list[str]:
+        """A user's folder is an input only when it exists (else the job fails with one line)."""
+        return [folder] if os.path.isdir(folder) else []
 
-    def ldm(self, wildcards) -> str:
-        return f"results/{wildcards.dataset}/models/latentreg-ldm-{self.keys[wildcards.method]['ldm']}"
+    def text_encoder_input(self, wildcards) -> list[str]:
+        folder = self.text_table[wildcards.encoder]
+        return self._existing(folder) if folder else []
+
+    def autoencoder(self, wildcards) -> str:
+        """The first stage our text LDM is trained on (CAD's rule)."""
+        return f"results/{wildcards.dataset}/models/cad-autoencoder-{self.ldm_table[wildcards.key]['autoencoder']}"
+
+    def first_stage_folder(self, wildcards) -> str:
+        """The first stage the targets ``z`` of a branch come from: CAD's, or the pretrained VAE."""
+        entry = self.branch_table[wildcards.key]
+        return entry["pretrained"] or f"results/{wildcards.dataset}/models/cad-autoencoder-{entry['autoencoder']}"
+
+    def first_stage_input(self, wildcards) -> list[str]:
+        entry = self.branch_table[wildcards.key]
+        folder = self.first_stage_folder(wildcards)
+        return self._existing(folder) if entry["pretrained"] else [folder]
+
+    def branch_text(self, wildcards) -> str:
+        return f"results/{wildcards.dataset}/models/latentreg-text-{self.branch_table[wildcards.key]['text']}.h5"
+
+    def text(self, wildcards) -> str:
+        return f"results/{wildcards.dataset}/models/latentreg-text-{self.keys[wildcards.method]['text']}.h5"
+
+    def ldm_folder(self, wildcards) -> str:
+        """The frozen generator: the pretrained folder, or our text LDM."""
+        k = self.keys[wildcards.method]
+        return k["pretrained"] or f"results/{wildcards.dataset}/models/latentreg-ldm-{k['ldm']}"
+
+    def ldm(self, wildcards) -> list[str]:
+        k = self.keys[wildcards.method]
+        return self._existing(k["pretrained"]) if k["pretrained"] else [self.ldm_folder(wildcards)]
 
     def _branch_file(self, d: str, s: str, r: str, m: str, branch: str, suffix: str) -> str:
         return f"results/{d}/sub-{s}/roi-{r}/{LATENTS}/{branch}-{self.keys[m][branch]}{suffix}"
@@ -112,7 +159,8 @@ class LatentregDag:
 
     def _files(self, suffix: str) -> list[str]:
         files = {f for f in self._branch_files(f".{suffix}")}
-        files |= {f"results/{d}/models/latentreg-ldm-{self.keys[m]['ldm']}.{suffix}" for d, _, _, m in self.units}
+        files |= {f"results/{d}/models/latentreg-ldm-{self.keys[m]['ldm']}.{suffix}" for d, _, _, m in self.units
+                  if not self.keys[m]["pretrained"]}  # fmt: skip
         return sorted(files)
 
     def loss_logs(self) -> list[str]:

@@ -138,10 +138,10 @@ def reconstruct_latentreg(data: str, images: str, ldm_folder: str, text: str, pr
     d = prepared.read_subject_file(data)
     rows = np.asarray(d["test/image_index"], np.int64)
     stim = prepared.read_images_file(images, splits=("train", "test"))
-    ldm = load_ldm_folder(ldm_folder)
+    ldm = load_ldm_folder(ldm_folder, setting="latentreg.pretrained_ldm")
     unet, vae, kind = ldm["unet"], ldm["vae"], ldm["kind"]
     device = select_device(training["device"])
-    side = unet.config.sample_size * (2 ** (len(vae.config.block_out_channels) - 1))
+    side = int(settings["image_size"])  # the regressors' targets were taken at this size
     pattrs = {}
     if predictions:
         lat = {}
@@ -158,10 +158,13 @@ def reconstruct_latentreg(data: str, images: str, ldm_folder: str, text: str, pr
         z = first_stage_latents(ldm_folder, images, ("test",), side, device)["test"][rows]
         c = torch.from_numpy(read_tokens(text, "test"))[rows]
         pattrs = {"z_regressor": "oracle", "c_regressor": "oracle", "selection": "none", "transductive": 0}
-    shape = (unet.config.in_channels, unet.config.sample_size, unet.config.sample_size)
-    if tuple(z.shape[1:]) != shape:
-        raise InputError(f"{predictions['z'] if predictions else images}: latents {tuple(z.shape[1:])}, "
-                         f"the generator's UNet takes {shape}")  # fmt: skip
+    shape = tuple(z.shape[1:])
+    if shape[0] != unet.config.in_channels or shape[1] * 2 ** (len(vae.config.block_out_channels) - 1) != side:
+        raise InputError(f"{predictions['z'] if predictions else images}: latents {shape} are not the generator's "
+                         f"{unet.config.in_channels} channels at latentreg.image_size {side} px")  # fmt: skip
+    if c.shape[-1] != unet.config.cross_attention_dim:
+        raise InputError(f"{text}: text tokens {c.shape[-1]} wide, the generator's UNet attends to "
+                         f"{unet.config.cross_attention_dim} (its own text encoder's width)")  # fmt: skip
     null = torch.from_numpy(read_null(text))
     sched = sampling_scheduler(ldm["scheduler"], "ddim")
     n, S = len(z), int(s["samples"])
@@ -189,14 +192,15 @@ def reconstruct_latentreg(data: str, images: str, ldm_folder: str, text: str, pr
     if x.shape[-1] != out_size:
         x = F.interpolate(x, size=(out_size, out_size), mode="bicubic", align_corners=False)
     imgs = to_uint8(x, SYMMETRIC).reshape(n, S, out_size, out_size, 3)
-    with open(Path(ldm_folder) / "text.json") as fh:
-        gen = json.load(fh)
+    with prepared.open_h5(text) as f:
+        tattrs = {k: str(v) for k, v in f.attrs.items()}
+    substitutions = [tattrs.get("substitution", "")] + ([] if settings["pretrained_ldm"] else [GENERATOR_SUBSTITUTION])
     write_reconstructions(
         recon, imgs, d, stim.test.names, method=method, family="latentreg" if predictions else "latentreg_oracle", seed=seed,
         transductive=False, selection_on_test=int(pattrs.get("transductive", 0)),
         z_regressor=str(pattrs["z_regressor"]), c_regressor=str(pattrs["c_regressor"]),
         selection=str(pattrs["selection"]), sampler="ddim", steps=int(s["steps"]), strength=float(s["strength"]),
         guidance=float(s["guidance"]), latentreg_size=settings["size"], latentreg_image_size=int(settings["image_size"]),
-        substitutions=json.dumps([gen.get("substitution", ""), GENERATOR_SUBSTITUTION]),
-        caption_source=gen.get("caption_source", ""),
+        substitutions=json.dumps([x for x in substitutions if x]), caption_source=tattrs.get("caption_source", ""),
+        text_encoder=tattrs.get("text_encoder", ""), generator=settings["pretrained_ldm"] or str(ldm_folder),
     )  # fmt: skip

