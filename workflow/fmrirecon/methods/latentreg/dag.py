@@ -78,7 +78,7 @@ class LatentregDag:
                 self.ldm_table.setdefault(key, {"settings": ldm, "autoencoder": ae})
                 text = "minilm"
             self.text_table[text] = folder
-            self.keys[m] = {"autoencoder": ae, "ldm": key, "text": text, "pretrained": folder}
+            self.keys[m] = {"ldm": key, "text": text, "pretrained": folder}
             if m in self.trained:
                 for branch in ("z", "c"):
                     b = branch_settings(s, branch)

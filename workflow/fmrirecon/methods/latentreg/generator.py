@@ -20,7 +20,6 @@ import shutil
 import time
 from pathlib import Path
 
-import h5py
 import numpy as np
 import torch
 import torch.nn.functional as F
