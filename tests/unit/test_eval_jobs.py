@@ -164,3 +164,53 @@ def test_simulated_data_semantic_metrics_use_the_datasets_own_classifier(tmp_pat
     # the same oracle with the ImageNet classifier: labels collapse, the score is not informative
     plain = evaluate_protocols(test, test, protocols, seed=0, n_boot=100)["sem"]["metrics"]["top1"]
     assert plain["settings"]["distinct_true_classes"] < 8
+
+
+def test_kept_pixel_rows_and_embeddings_equal_the_direct_metrics(dataset, monkeypatch):
+    """PixCorr and the perceptual distance keep each side's centred rows / embeddings for the
+    protocols and the control: the values equal pixcorr / perceptual_distance on the permuted
+    images, and equal a run that keeps nothing (a budget of 0 bytes, as for NSD-sized inputs)."""
+    from fmrirecon.evaluate import metrics as M
+    from fmrirecon.evaluate import protocol_metrics as PM
+    from fmrirecon.evaluate.protocol_context import Context
+    from fmrirecon.evaluate.protocol_spec import derangement
+    from fmrirecon.evaluate.ssim import prepare_images
+
+    _, truth, _ = _inputs(dataset)
+    recon = np.stack([dataset["recon"], dataset["recon"][::-1]], axis=1)  # two samples
+    perm = derangement(len(truth), 1)
+    pix = {"name": "pixcorr", "resolution": 48, "grey": False}
+    perc = {"name": "perceptual_distance", "network": "efficientnet-lite0", "resolution": 0}
+
+    def scores(budget):
+        monkeypatch.setattr(PM, "CACHE_BYTES", budget)
+        ctx = Context(recon, truth, None, None, None, seed=0)
+        out = {}
+        for s in (0, 1, 0):  # back to sample 0: its kept rows were replaced by sample 1's
+            for p, control in ((np.arange(len(truth)), False), (perm, True)):
+                for spec in (pix, perc):
+                    value = PM.run_metric(ctx, spec, s, p, control)[0][""][0]
+                    out.setdefault((spec["name"], s, control), []).append(value)
+        return out, ctx
+
+    kept, ctx = scores(PM.CACHE_BYTES)
+    assert any(k[0] == "centred" for k in ctx.matrices) and any(k[0] == "perceptual" for k in ctx.matrices)
+    recon_kept = {k[2] for k in ctx.matrices if k[:2] in (("centred", "recon"), ("perceptual", "recon"))}
+    assert recon_kept == {0}  # one sample's at a time: sample 0's replaced sample 1's, which had replaced it
+    none, ctx0 = scores(0)
+    assert not any(k[0] in ("centred", "perceptual") for k in ctx0.matrices)
+    for key, runs in kept.items():
+        for v in runs:
+            np.testing.assert_array_equal(v, runs[0])
+        for v in none[key]:  # chunk by chunk: the control's truth images sit in other batches
+            np.testing.assert_allclose(v, runs[0], rtol=1e-6)
+    net = ctx.net("efficientnet-lite0")
+    layers = list(PM.PERCEPTUAL_LAYERS["efficientnet-lite0"])
+    for s in (0, 1):
+        x, y = prepare_images(recon[:, s], resolution=48), prepare_images(truth, resolution=48)
+        for p, control in ((np.arange(len(truth)), False), (perm, True)):
+            np.testing.assert_array_equal(kept[("pixcorr", s, control)][0], M.pixcorr(x, y[torch.as_tensor(p)]))
+            fx = net.features(recon[:, s], layers, resolution=None)
+            fy = net.features(truth[p], layers, resolution=None)
+            direct = M.perceptual_distance([fx[k] for k in layers], [fy[k] for k in layers])
+            np.testing.assert_allclose(kept[("perceptual_distance", s, control)][0], direct, rtol=1e-6)

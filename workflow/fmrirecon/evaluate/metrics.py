@@ -63,6 +63,12 @@ def _centre_normalise(t: torch.Tensor) -> torch.Tensor:
     return torch.where(norm > 0, t / norm.clamp_min(1e-300), torch.zeros_like(t))
 
 
+def centred_rows(a) -> torch.Tensor:
+    """Rows of ``a (N, ...)`` as float64, centred and scaled to unit norm (zero rows stay 0): the
+    Pearson r of two rows is the sum of their products (:func:`pearson_rows`)."""
+    return _centre_normalise(_rows(a))
+
+
 def pearson_rows(a, b) -> np.ndarray:
     """Pearson r of each aligned row pair: ``(N, ...)`` x ``(N, ...)`` → ``(N,)``.
 
@@ -140,8 +146,11 @@ def perceptual_distance(
 
     ``feats_a``/``feats_b``: lists of ``(N, C_l, h_l, w_l)`` maps from the same layers.
     """
-    ua = perceptual_embedding(feats_a, weights)
-    ub = perceptual_embedding(feats_b, weights)
+    return embedding_distance(perceptual_embedding(feats_a, weights), perceptual_embedding(feats_b, weights))
+
+
+def embedding_distance(ua: torch.Tensor, ub: torch.Tensor) -> np.ndarray:
+    """``||ua_i - ub_i||^2`` of aligned embeddings ``(N, D)`` → ``(N,)`` (float64)."""
     if ua.shape != ub.shape:
         raise InputError(f"perceptual distance needs matching feature shapes, got {ua.shape}, {ub.shape}")
     return ((ua.double() - ub.double()) ** 2).sum(dim=1).cpu().numpy()

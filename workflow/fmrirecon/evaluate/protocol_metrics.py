@@ -152,12 +152,34 @@ def _ssim(ctx: Context, spec: dict, s: int, perm: np.ndarray, control: bool, key
     return {"": (vals, None, True, "mean")}, dict(st)
 
 
+#: Largest per-image array (bytes, all images of one side) kept between metrics: centred pixel rows
+#: and perceptual embeddings of the default's 50 images at 425 px fit; NSD's 982 are recomputed.
+CACHE_BYTES = 512 * 2**20
+
+
+def _kept(ctx: Context, key: tuple, make: Callable[[], torch.Tensor | None]) -> torch.Tensor | None:
+    """``make()`` once per ``key`` (side, sample, ...) when small enough to keep, else ``None``;
+    a reconstruction sample's entries replace the previous sample's, the truth's stay."""
+    if key not in ctx.matrices:
+        value = make()
+        if value is None or value.element_size() * value.nelement() > CACHE_BYTES:
+            return value
+        if key[1] == "recon":
+            for old in [k for k in ctx.matrices if k[:2] == key[:2] and k[3:] == key[3:] and k[2] != key[2]]:
+                del ctx.matrices[old]
+        ctx.matrices[key] = value
+    return ctx.matrices[key]
+
+
 def _pixcorr(ctx: Context, spec: dict, s: int, perm: np.ndarray, control: bool, key: str):
     res = ctx.resolution(spec)
     grey = bool(spec.get("grey", False))
-    x = ctx.images("recon", s, res, grey)
-    y = ctx.images("truth", 0, res, grey)[torch.as_tensor(perm, device=ctx.device)]
-    return {"": (M.pixcorr(x, y), None, True, "mean")}, {"resolution": res, "grey": grey}
+    # Pearson r per row = sum of the centred, unit-norm rows' products: each side's rows are
+    # centred once and shared by every protocol and the control (same values as M.pixcorr)
+    x = _kept(ctx, ("centred", "recon", s, res, grey), lambda: M.centred_rows(ctx.images("recon", s, res, grey)))
+    y = _kept(ctx, ("centred", "truth", 0, res, grey), lambda: M.centred_rows(ctx.images("truth", 0, res, grey)))
+    vals = (x * y[torch.as_tensor(perm, device=y.device)].to(x.device)).sum(dim=1).cpu().numpy()
+    return {"": (vals, None, True, "mean")}, {"resolution": res, "grey": grey}
 
 
 def _pairwise_ssim_2way(ctx: Context, spec: dict, s: int, perm: np.ndarray, control: bool, key: str):
@@ -293,16 +315,28 @@ def _perceptual_distance(ctx: Context, spec: dict, s: int, perm: np.ndarray, con
     layers = list(spec.get("layers") or PERCEPTUAL_LAYERS.get(network, []))
     res = int(spec.get("resolution") or 0) or None
     net = ctx.net(network)
-    rows = np.arange(ctx.n)
-    # feature maps of early layers are large (LPIPS-sized): score in chunks, keep nothing
-    vals = []
-    for c0 in range(0, ctx.n, 32):
-        idx = rows[c0 : c0 + 32]
-        fx = net.features(ctx.recon[idx, s], layers, resolution=res, device=ctx.device)
-        fy = net.features(ctx.truth[perm[idx]], layers, resolution=res, device=ctx.device)
-        w = net.extra.get("lin_weights")
-        vals.append(M.perceptual_distance([fx[k] for k in layers], [fy[k] for k in layers], w))
-    vals = np.concatenate(vals)
+    w = net.extra.get("lin_weights")
+
+    def one(images: np.ndarray) -> torch.Tensor:
+        f = net.features(images, layers, resolution=res, device=ctx.device)
+        return M.perceptual_embedding([f[k] for k in layers], w)
+
+    def embed(images: np.ndarray) -> torch.Tensor | None:
+        """Every image's LPIPS-style embedding, in chunks of 32; None when they would not fit in
+        CACHE_BYTES (early layers' maps are large at NSD's size)."""
+        first = one(images[:32])
+        if first.element_size() * first[:1].nelement() * len(images) > CACHE_BYTES:
+            return None
+        return torch.cat([first] + [one(images[c0 : c0 + 32]) for c0 in range(32, len(images), 32)])
+
+    ua = _kept(ctx, ("perceptual", "recon", s, network, tuple(layers), res), lambda: embed(ctx.recon[:, s]))
+    ub = _kept(ctx, ("perceptual", "truth", 0, network, tuple(layers), res), lambda: embed(ctx.truth))
+    if ua is not None and ub is not None:
+        vals = M.embedding_distance(ua, ub[torch.as_tensor(perm, device=ub.device)])
+    else:  # too large to keep: score chunk by chunk, keeping nothing
+        chunks = [np.arange(ctx.n)[c0 : c0 + 32] for c0 in range(0, ctx.n, 32)]
+        vals = np.concatenate([M.embedding_distance(one(ctx.recon[idx, s]), one(ctx.truth[perm[idx]]))
+                               for idx in chunks])  # fmt: skip
     info = {"network": network, "layers": layers, "resolution": res or "native",
             "calibrated": network == "lpips-alex"}  # fmt: skip
     _net_info(ctx, network, info)
