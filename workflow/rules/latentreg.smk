@@ -2,6 +2,9 @@
 # stage (rule train_autoencoder, shared with paper 001 when the settings agree), our text-to-image
 # LDM (once per dataset and settings {key}), the regressors fMRI -> z and fMRI -> c (per unit and
 # branch settings) and img2img (per method).
+# Captions -> text LDM -> img2img is a serial chain of about 8 CPU-minutes behind the first stage:
+# its rules have priority 1, as CAD's, so it starts early; at priority 0 the default ran it last,
+# alone on one core for its final ~10 minutes.
 from fmrirecon.methods.latentreg.dag import TABLE3, LatentregDag
 
 LATENTREG = LatentregDag(
@@ -34,6 +37,7 @@ rule caption_tokens:
         "results/benchmarks/caption_tokens/{dataset}_{encoder}.tsv"
     wildcard_constraints:
         encoder="minilm|[0-9a-f]{12}",
+    priority: 1
     conda:
         "../../envs/fmrirecon.yaml"
     threads: 1
@@ -62,6 +66,7 @@ rule train_text_ldm:
         "results/benchmarks/train_text_ldm/{dataset}_{key}.tsv"
     wildcard_constraints:
         key="[0-9a-f]{12}",
+    priority: 1
     conda:
         "../../envs/fmrirecon.yaml"
     threads: 1
@@ -97,6 +102,7 @@ rule train_latent_regressor:
     wildcard_constraints:
         branch="[zc]",
         key="[0-9a-f]{12}",
+    priority: 1
     conda:
         "../../envs/fmrirecon.yaml"
     threads: 1
@@ -128,6 +134,7 @@ rule reconstruct_latentreg:
         "results/benchmarks/reconstruct_latentreg/{dataset}/sub-{subject}_roi-{roi}_{method}.tsv"
     wildcard_constraints:
         method=_alternatives(LATENTREG.methods),
+    priority: 1
     conda:
         "../../envs/fmrirecon.yaml"
     threads: 1
