@@ -53,12 +53,14 @@ def read_benchmarks(results: Path) -> list[dict]:
     rows = []
     for path in sorted((results / "benchmarks").rglob("*.tsv")):
         rel = path.relative_to(results / "benchmarks")
+        # results/benchmarks/<rule>/<job>.tsv, or <rule>.tsv for a rule with one job and no wildcards
+        rule, job = (rel.parts[0], str(Path(*rel.parts[1:]).with_suffix(""))) if len(rel.parts) > 1 else (rel.stem, "")
         with open(path) as fh:
             for rec in csv.DictReader(fh, delimiter="\t"):
                 rows.append({
-                    "rule": rel.parts[0], "job": str(Path(*rel.parts[1:]).with_suffix("")),
+                    "rule": rule, "job": job,
                     "s": float(rec["s"]),
-                    "cpu_time": float(rec["s"]) if rel.parts[0] in IN_PROCESS else float(rec.get("cpu_time") or 0.0),
+                    "cpu_time": float(rec["s"]) if rule in IN_PROCESS else float(rec.get("cpu_time") or 0.0),
                     "max_rss": float(rec["max_rss"]) if rec.get("max_rss") not in (None, "", "-") else 0.0,
                 })  # fmt: skip
     return rows
