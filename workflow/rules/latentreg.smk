@@ -3,8 +3,8 @@
 # LDM (once per dataset and settings {key}), the regressors fMRI -> z and fMRI -> c (per unit and
 # branch settings) and img2img (per method).
 # Captions -> text LDM -> img2img is a serial chain of about 8 CPU-minutes behind the first stage:
-# its rules have priority 1, as CAD's, so it starts early; at priority 0 the default ran it last,
-# alone on one core for its final ~10 minutes.
+# its rules have priority 1, as CAD's, so it starts early; at priority 0 the default started it
+# last, and its text LDM ran with the second core mostly idle.
 from fmrirecon.methods.latentreg.dag import TABLE3, LatentregDag
 
 LATENTREG = LatentregDag(

@@ -158,8 +158,9 @@ CACHE_BYTES = 512 * 2**20
 
 
 def _kept(ctx: Context, key: tuple, make: Callable[[], torch.Tensor | None]) -> torch.Tensor | None:
-    """``make()`` once per ``key`` (side, sample, ...) when small enough to keep, else ``None``;
-    a reconstruction sample's entries replace the previous sample's, the truth's stay."""
+    """``make()``, kept under ``key`` (kind, side, sample, ...) when it fits in CACHE_BYTES, else
+    returned without keeping it (a ``None`` from ``make`` too); a reconstruction sample's entries
+    replace the previous sample's, the truth's stay."""
     if key not in ctx.matrices:
         value = make()
         if value is None or value.element_size() * value.nelement() > CACHE_BYTES:
