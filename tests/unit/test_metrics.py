@@ -27,7 +27,15 @@ from fmrirecon.evaluate.metrics import (
     squared_distance_matrix,
 )
 from fmrirecon.evaluate.ssim import NSD_SSIM, prepare_images
-from fmrirecon.evaluate.stats import binomial_sd, bootstrap_ci, paired_wilcoxon, summarise
+from fmrirecon.evaluate.stats import (
+    BOOTSTRAP,
+    EXACT,
+    binomial_sd,
+    bootstrap_ci,
+    clopper_pearson,
+    paired_wilcoxon,
+    summarise,
+)
 
 
 def _brute_nway(sim: np.ndarray, n: int) -> np.ndarray:
@@ -255,6 +263,40 @@ def test_bootstrap_ci_contains_estimate_and_shrinks_with_n():
     assert bootstrap_ci(small, seed=0) == (lo_s, hi_s)  # seeded
     med = summarise(small, statistic="median", seed=1)
     assert med["ci_low"] <= med["value"] <= med["ci_high"] and med["n"] == 30
+
+
+def test_clopper_pearson_equals_closed_forms_and_scipy_and_covers():
+    """Independent references: the closed forms at 0 and n hits ((a/2)^(1/n)), scipy's
+    ``binomtest(...).proportion_ci(method="exact")`` inside, and the exact coverage of the interval
+    (the binomial probability of the hit counts whose interval contains p) at least 95%."""
+    n = 50
+    assert clopper_pearson(0, n) == (0.0, pytest.approx(1 - 0.025 ** (1 / n)))
+    assert clopper_pearson(n, n) == (pytest.approx(0.025 ** (1 / n)), 1.0)
+    for k in (1, 7, 25, 49):
+        ref = st.binomtest(k, n).proportion_ci(confidence_level=0.95, method="exact")
+        assert clopper_pearson(k, n) == (pytest.approx(ref.low, abs=1e-12), pytest.approx(ref.high, abs=1e-12))
+    ks = np.arange(n + 1)
+    bounds = np.array([clopper_pearson(int(k), n) for k in ks])
+    for p in (0.004, 0.02, 0.1, 0.5, 0.93):
+        covered = (bounds[:, 0] <= p) & (p <= bounds[:, 1])
+        assert st.binom.pmf(ks, n, p)[covered].sum() >= 0.95
+    with pytest.raises(InputError, match="0 <= hits <= n"):
+        clopper_pearson(3, 2)
+
+
+def test_summarise_gives_hit_rates_the_exact_interval():
+    """No hit among 50 images at chance 0.004 (what chance gives 82% of the time): the bootstrap's
+    [0, 0] excludes chance, the exact interval does not. Fractions keep the bootstrap."""
+    hits = summarise(np.zeros(50), n_boot=200)
+    assert hits["interval"] == EXACT and hits["ci_low"] == 0.0 and hits["ci_high"] > 0.004
+    assert bootstrap_ci(np.zeros(50), n_boot=200) == (0.0, 0.0)
+    some = summarise([1, 0, 0, 1, 0, 0, 0, 0, 0, 0], n_boot=200)
+    assert some["interval"] == EXACT and (some["ci_low"], some["ci_high"]) == clopper_pearson(2, 10)
+    frac = summarise([0.5, 1.0, 0.0, 0.25], n_boot=200, seed=3)
+    assert frac["interval"] == BOOTSTRAP and (frac["ci_low"], frac["ci_high"]) == bootstrap_ci(
+        [0.5, 1.0, 0.0, 0.25], n_boot=200, seed=3
+    )
+    assert summarise([0, 1, 1], statistic="median", n_boot=50)["interval"] == BOOTSTRAP
 
 
 def test_paired_wilcoxon_equals_scipy():

@@ -1,8 +1,11 @@
-"""Statistics for reported metrics: bootstrap CIs over images and paired tests between methods.
+"""Statistics for reported metrics: CIs over images and paired tests between methods.
 
-Every figure the workflow reports carries a 95% bootstrap CI over test images (paper 002 shows
-95% bootstrap CIs on all charts) and methods evaluated on the same images are compared with the
-paired two-sided Wilcoxon signed-rank test (paper 002, "Statistics"), through scipy.
+Every figure the workflow reports carries a 95% CI over test images (paper 002 shows 95% bootstrap
+CIs on all charts): the percentile bootstrap, except for hit rates (every per-image value 0 or 1),
+whose CI is the exact binomial (Clopper-Pearson) one. A bootstrap of 0 hits in 50 images is
+[0, 0], which excludes any chance level above 0, although a chance of 0.004 gives 0 hits in 50
+images 82% of the time. Methods evaluated on the same images are compared with the paired two-sided
+Wilcoxon signed-rank test (paper 002, "Statistics"), through scipy.
 """
 
 from __future__ import annotations
@@ -64,16 +67,42 @@ def bootstrap_ci(
     return float(lo), float(hi)
 
 
-def summarise(values, *, statistic: str = "mean", seed: int = 0, n_boot: int = 2000) -> dict:
-    """``{"value", "ci_low", "ci_high", "n", "statistic"}`` of per-image values."""
+def clopper_pearson(hits: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Exact binomial (Clopper-Pearson) CI of a proportion ``hits / n``: the beta quantiles
+    ``B(a/2; k, n-k+1)`` and ``B(1-a/2; k+1, n-k)``, with 0 and 1 at the ends (``a = 1 - level``)."""
+    if n <= 0 or not 0 <= hits <= n:
+        raise InputError(f"Clopper-Pearson CI needs 0 <= hits <= n and n > 0, got {hits} of {n}")
+    if not 0 < level < 1:
+        raise InputError(f"CI level must be in (0, 1), got {level}")
+    alpha = 1.0 - level
+    lo = 0.0 if hits == 0 else float(_st.beta.ppf(alpha / 2, hits, n - hits + 1))
+    hi = 1.0 if hits == n else float(_st.beta.ppf(1 - alpha / 2, hits + 1, n - hits))
+    return lo, hi
+
+
+#: ``interval`` of :func:`summarise`: how its CI was made.
+BOOTSTRAP = "percentile bootstrap over images"
+EXACT = "exact binomial (Clopper-Pearson): every per-image value is a hit (1) or a miss (0)"
+
+
+def summarise(values, *, statistic: str = "mean", seed: int = 0, n_boot: int = 2000, exact: bool = True) -> dict:
+    """``{"value", "ci_low", "ci_high", "n", "statistic", "interval"}`` of per-image values.
+
+    The mean of hits and misses (every value 0 or 1) gets the exact binomial CI, anything else (and
+    everything with ``exact=False``, for values that are not per-item hits) the percentile
+    bootstrap; ``interval`` says which."""
     v = _clean(values)
-    lo, hi = bootstrap_ci(v, statistic=statistic, seed=seed, n_boot=n_boot)
+    if exact and statistic == "mean" and v.size and np.all((v == 0.0) | (v == 1.0)):
+        (lo, hi), interval = clopper_pearson(int(v.sum()), int(v.size)), EXACT
+    else:
+        (lo, hi), interval = bootstrap_ci(v, statistic=statistic, seed=seed, n_boot=n_boot), BOOTSTRAP
     return {
         "value": point_estimate(v, statistic),
         "ci_low": lo,
         "ci_high": hi,
         "n": int(v.size),
         "statistic": statistic,
+        "interval": interval,
     }
 
 
@@ -139,6 +168,7 @@ def binomial_sd(p: float, n: int) -> float:
 __all__ = [
     "binomial_sd",
     "bootstrap_ci",
+    "clopper_pearson",
     "compare_methods",
     "paired_wilcoxon",
     "point_estimate",
