@@ -10,6 +10,7 @@ import torch
 
 from fmrirecon.data.prepared import PreparedSubject
 from fmrirecon.errors import InputError
+from fmrirecon.evaluate.stats import clopper_pearson
 from fmrirecon.methods.pix2pix import GENERATOR_LEVELS
 from fmrirecon.methods.pix2pix.classifier import label_sets, score
 from fmrirecon.methods.pix2pix.figures import confusion
@@ -128,6 +129,10 @@ def test_classifier_scores_against_hand_values():
     # neg 0.3, pos 0.2: 0.5·1 + 0.5·(2/3)
     assert r["mAP"]["value"] == pytest.approx((0.75 + 1 + (0.5 + 0.5 * 2 / 3)) / 3)
     assert r["mAP"]["n"] == 3 and r["mAP"]["ci_low"] <= r["mAP"]["value"] <= r["mAP"]["ci_high"]
+    assert r["mAP"]["interval"] == "percentile bootstrap over labels"
+    # the accuracies are hits and misses of 4 images: exact binomial CIs (2 of 4, 3 of 4)
+    assert (r["keras_accuracy"]["ci_low"], r["keras_accuracy"]["ci_high"]) == clopper_pearson(2, 4)
+    assert (r["top1_in_set"]["ci_low"], r["top1_in_set"]["ci_high"]) == clopper_pearson(3, 4)
 
 
 def test_confusion_rows_are_true_labels_and_columns_the_top1():

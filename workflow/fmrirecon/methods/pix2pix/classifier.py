@@ -81,7 +81,8 @@ def score(scores: np.ndarray, truth: np.ndarray, seed: int, n_boot: int) -> dict
         out[name] = summarise(fn(scores, truth), seed=seed, n_boot=n_boot)
     # mAP is a mean over labels (those with a positive test image): its CI resamples labels
     ap = average_precisions(scores, truth)
-    out["mAP"] = {**summarise(ap, seed=seed, n_boot=n_boot, exact=False), "statistic": "mean over labels"}
+    out["mAP"] = {**summarise(ap, seed=seed, n_boot=n_boot, exact=False), "statistic": "mean over labels",
+                  "interval": "percentile bootstrap over labels"}  # fmt: skip
     return out
 
 
