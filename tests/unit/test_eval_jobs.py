@@ -197,8 +197,18 @@ def test_kept_pixel_rows_and_embeddings_equal_the_direct_metrics(dataset, monkey
     assert any(k[0] == "centred" for k in ctx.matrices) and any(k[0] == "perceptual" for k in ctx.matrices)
     recon_kept = {k[2] for k in ctx.matrices if k[:2] in (("centred", "recon"), ("perceptual", "recon"))}
     assert recon_kept == {0}  # one sample's at a time: sample 0's replaced sample 1's, which had replaced it
+    probes = []
+    embed_one = PM.M.perceptual_embedding
+    monkeypatch.setattr(PM.M, "perceptual_embedding", lambda *a: probes.append(1) or embed_one(*a))
     none, ctx0 = scores(0)
-    assert not any(k[0] in ("centred", "perceptual") for k in ctx0.matrices)
+    assert not any(k[0] == "centred" for k in ctx0.matrices)
+    # the perceptual embeddings did not fit: the refusal is kept (None), so the size probe (one
+    # chunk) ran once for the truth and once per visit of a sample (0, 1, 0), not at each of the
+    # 6 calls on each side (12); the chunk-by-chunk scoring embeds both sides at every call
+    refused = [k for k in ctx0.matrices if k[0] == "perceptual"]
+    assert refused and all(ctx0.matrices[k] is None for k in refused)
+    chunks = -(-len(truth) // 32)
+    assert len(probes) == (1 + 3) + 6 * 2 * chunks
     for key, runs in kept.items():
         for v in runs:
             np.testing.assert_array_equal(v, runs[0])

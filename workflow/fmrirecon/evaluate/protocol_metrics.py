@@ -159,11 +159,12 @@ CACHE_BYTES = 512 * 2**20
 
 def _kept(ctx: Context, key: tuple, make: Callable[[], torch.Tensor | None]) -> torch.Tensor | None:
     """``make()``, kept under ``key`` (kind, side, sample, ...) when it fits in CACHE_BYTES, else
-    returned without keeping it (a ``None`` from ``make`` too); a reconstruction sample's entries
-    replace the previous sample's, the truth's stay."""
+    returned without keeping it. A ``None`` from ``make`` (it found the array too large itself) is
+    kept, so that the next call does not ask again. A reconstruction sample's entries replace the
+    previous sample's, the truth's stay."""
     if key not in ctx.matrices:
         value = make()
-        if value is None or value.element_size() * value.nelement() > CACHE_BYTES:
+        if value is not None and value.element_size() * value.nelement() > CACHE_BYTES:
             return value
         if key[1] == "recon":
             for old in [k for k in ctx.matrices if k[:2] == key[:2] and k[3:] == key[3:] and k[2] != key[2]]:
